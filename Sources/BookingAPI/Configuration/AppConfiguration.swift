@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+
+public enum AppEnvironment: String, Sendable {
+    case dev, test, prod
+}
+
+/// Everything `booking-server` reads from its environment. See the README's configuration table.
+public struct AppConfiguration: Sendable {
+    public var environment: AppEnvironment
+    public var host: String
+    public var port: Int
+    public var database: DatabaseURL
+    public var migrationsDirectory: String
+    public var tokens: TokenConfiguration
+    public var hashing: PasswordHashingConfiguration
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    /// First block after 5 failed logins; doubles per further failure, up to 15 minutes.
+    public var loginThrottleBaseSeconds: Int = 30
+
+    public init(
+        environment: AppEnvironment = .dev,
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        database: DatabaseURL,
+        migrationsDirectory: String = "Migrations",
+        tokens: TokenConfiguration,
+        hashing: PasswordHashingConfiguration = .init(),
+        logLevel: Logger.Level = .info,
+        logFormat: LogFormat = .text,
+        loginThrottleBaseSeconds: Int = 30
+    ) {
+        self.environment = environment
+        self.host = host
+        self.port = port
+        self.database = database
+        self.migrationsDirectory = migrationsDirectory
+        self.tokens = tokens
+        self.hashing = hashing
+        self.logLevel = logLevel
+        self.logFormat = logFormat
+        self.loginThrottleBaseSeconds = loginThrottleBaseSeconds
+    }
+
+    /// Reads and checks the whole configuration; the first problem stops start-up.
+    public static func load(from reader: EnvironmentReader = .init()) throws(ConfigurationError) -> AppConfiguration {
+        let environment: AppEnvironment
+        if let text = try reader.value("APP_ENV") {
+            guard let parsed = AppEnvironment(rawValue: text) else {
+                throw ConfigurationError(variable: "APP_ENV", reason: "must be one of dev, test, prod")
+            }
+            environment = parsed
+        } else {
+            environment = .dev
+        }
+        let database = try DatabaseURL(try reader.required("DATABASE_URL"))
+        let level: Logger.Level
+        if let text = try reader.value("LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: text.lowercased()) else {
+                throw ConfigurationError(variable: "LOG_LEVEL", reason: "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            level = parsed
+        } else {
+            level = .info
+        }
+        let format: LogFormat
+        if let text = try reader.value("LOG_FORMAT") {
+            guard let parsed = LogFormat(rawValue: text) else {
+                throw ConfigurationError(variable: "LOG_FORMAT", reason: "must be text or json")
+            }
+            format = parsed
+        } else {
+            format = .text
+        }
+        return AppConfiguration(
+            environment: environment,
+            host: try reader.value("HOST") ?? "127.0.0.1",
+            port: try reader.integer("PORT", default: 8080, range: 0...65535),
+            database: database,
+            migrationsDirectory: try reader.value("MIGRATIONS_DIR") ?? "Migrations",
+            tokens: try TokenConfiguration.load(from: reader, environment: environment),
+            hashing: try PasswordHashingConfiguration.load(from: reader),
+            logLevel: level,
+            logFormat: format,
+            loginThrottleBaseSeconds: try reader.integer("LOGIN_THROTTLE_BASE_SECONDS", default: 30, range: 1...900)
+        )
+    }
+}
+
+public enum LogFormat: String, Sendable {
+    case text, json
+}

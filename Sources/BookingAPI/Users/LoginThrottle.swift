@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Consecutive failed logins per username, in PostgreSQL so every replica agrees. After
+/// `threshold` failures a username is blocked; each further failure doubles the block, up to
+/// `maximumBlock`. A success clears it.
+public struct LoginThrottle: Sendable {
+    let client: PostgresClient
+    public var threshold = 5
+    public var baseBlockSeconds: Int
+    public var maximumBlockSeconds = 15 * 60
+
+    public init(client: PostgresClient, baseBlockSeconds: Int = 30) {
+        self.client = client
+        self.baseBlockSeconds = baseBlockSeconds
+    }
+
+    /// Seconds until `username` may try again, or nil when it may try now.
+    func retryAfter(username: String, logger: Logger) async throws -> Int? {
+        let rows = try await client.query(
+            """
+            SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint FROM login_throttle
+            WHERE username = \(username) AND blocked_until > now()
+            """,
+            logger: logger
+        )
+        for try await seconds in rows.decode(Int.self) { return max(1, seconds) }
+        return nil
+    }
+
+    func recordFailure(username: String, logger: Logger) async throws {
+        try await client.query(
+            """
+            INSERT INTO login_throttle AS t (username, consecutive_failures) VALUES (\(username), 1)
+            ON CONFLICT (username) DO UPDATE SET
+                consecutive_failures = t.consecutive_failures + 1,
+                blocked_until = CASE WHEN t.consecutive_failures + 1 >= \(threshold)
+                    THEN now() + make_interval(secs => least(\(maximumBlockSeconds),
+                        \(baseBlockSeconds) * power(2, least(t.consecutive_failures + 1 - \(threshold), 20))))
+                    ELSE NULL END,
+                updated_at = now()
+            """,
+            logger: logger
+        )
+    }
+
+    func reset(username: String, logger: Logger) async throws {
+        try await client.query("DELETE FROM login_throttle WHERE username = \(username)", logger: logger)
+    }
+}
