@@ -28,6 +28,10 @@ public func buildApplication(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)
     )
+    BookingController(store: PostgresBookingStore(client: postgres)).register(
+        userRoutes: routes.routes("booking", for: AnyAuthenticatedUser.self),
+        adminRoutes: routes.routes("booking", for: AdminOnly.self)
+    )
 
     return Application(
         router: router,

@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+
+/// Who is acting, as the store records it.
+public struct Actor: Sendable {
+    public let id: Int64
+    public let username: String
+}
+
+public struct BookingFilter: Sendable, Equatable {
+    public var submitterID: Int64?
+    public var status: BookingStatus?
+    public var from: Date?
+    public var to: Date?
+    public var after: BookingCursor?
+    public var limit: Int = 50
+}
+
+public enum Decision: String, Sendable {
+    case accept, reject
+
+    var status: BookingStatus { self == .accept ? .accepted : .rejected }
+}
+
+/// Why a booking change was refused.
+public enum BookingStoreError: Error, Equatable {
+    case notFound
+    case notPending(BookingStatus)
+    case overlaps(Int64)
+    case idempotencyKeyReused
+    /// The booking that an Idempotency-Key created has been deleted since.
+    case idempotentBookingDeleted(Int64)
+}
+
+public struct SubmitResult: Sendable {
+    public let booking: Booking
+    /// True when an Idempotency-Key retry returned the first request's booking.
+    public let replayed: Bool
+}
+
+public protocol BookingStore: Sendable {
+    func submit(_ booking: NewBooking, by actor: Actor, idempotency: (key: String, requestHash: String)?, logger: Logger) async throws -> SubmitResult
+    func list(_ filter: BookingFilter, logger: Logger) async throws -> (bookings: [Booking], next: BookingCursor?)
+    func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)?
+    func decide(id: Int64, _ decision: Decision, note: String?, by actor: Actor, logger: Logger) async throws -> Booking
+    func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking
+    func history(id: Int64, logger: Logger) async throws -> [BookingEvent]
+}
+
+/// Position after the last booking of a page: its `created_at` (exact, as text) and id.
+public struct BookingCursor: Sendable, Equatable {
+    let createdAt: String
+    let id: Int64
+
+    var token: String {
+        Data("\(createdAt)|\(id)".utf8).base64URLEncoded()
+    }
+
+    init(createdAt: String, id: Int64) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    init?(token: String) {
+        guard token.count <= 200, let data = Data(base64URL: token), let text = String(data: data, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: "|")
+        guard parts.count == 2, let id = Int64(parts[1]), RFC3339.parse(String(parts[0])) != nil else { return nil }
+        self.createdAt = String(parts[0])
+        self.id = id
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+
+/// Field rules of the contract's booking table. Collects every violation, by dotted path.
+struct FieldReader {
+    private(set) var errors: [FieldError] = []
+    let object: [String: JSONValue]
+    let prefix: String
+
+    init(_ object: [String: JSONValue], prefix: String = "", allowed: Set<String>) {
+        self.object = object
+        self.prefix = prefix
+        for key in object.keys.sorted() where !allowed.contains(key) {
+            errors.append(FieldError(field: prefix + key, message: "is not a known field"))
+        }
+    }
+
+    mutating func fail(_ key: String, _ message: String) {
+        errors.append(FieldError(field: prefix + key, message: message))
+    }
+
+    /// A trimmed string of `lengths` Unicode scalars (as PostgreSQL's char_length counts).
+    mutating func string(_ key: String, lengths: ClosedRange<Int>, optional: Bool = false) -> String? {
+        guard let value = object[key], value != .null else {
+            if !optional { fail(key, "is required") }
+            return nil
+        }
+        guard case .string(let raw) = value else {
+            fail(key, "must be a string")
+            return nil
+        }
+        let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if optional, trimmed.isEmpty { return nil }
+        guard lengths.contains(trimmed.unicodeScalars.count) else {
+            fail(key, trimmed.isEmpty ? "must not be empty" : "must be \(lengths.lowerBound)–\(lengths.upperBound) characters")
+            return nil
+        }
+        return trimmed
+    }
+
+    mutating func integer(_ key: String, range: ClosedRange<Int>) -> Int? {
+        guard let value = object[key], value != .null else {
+            fail(key, "is required")
+            return nil
+        }
+        guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e12 else {
+            fail(key, "must be a whole number")
+            return nil
+        }
+        guard range.contains(Int(number)) else {
+            fail(key, "must be from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return Int(number)
+    }
+
+    mutating func object(_ key: String) -> [String: JSONValue]? {
+        guard let value = object[key], value != .null else {
+            fail(key, "is required")
+            return nil
+        }
+        guard case .object(let inner) = value else {
+            fail(key, "must be an object")
+            return nil
+        }
+        return inner
+    }
+
+    mutating func merge(_ other: FieldReader) {
+        errors.append(contentsOf: other.errors)
+    }
+}
+
+enum BookingValidation {
+    static let submissionFields: Set<String> = ["topic", "event_time", "duration_minutes", "address", "requested_by"]
+    static let addressFields: Set<String> = ["street", "city", "state", "country"]
+
+    static func submission(_ body: [String: JSONValue], now: Date = Date(), countries: Countries = .shared) throws(ProblemError) -> NewBooking {
+        var reader = FieldReader(body, allowed: submissionFields)
+        let topic = reader.string("topic", lengths: 1...200)
+        var eventTime: Date?
+        if let text = reader.string("event_time", lengths: 1...64) {
+            if let date = RFC3339.parse(text) {
+                if date > now { eventTime = date } else { reader.fail("event_time", "must be in the future") }
+            } else {
+                reader.fail("event_time", "must be an RFC 3339 date-time with a time-zone offset")
+            }
+        }
+        let duration = reader.integer("duration_minutes", range: 1...1440)
+        var address: Address?
+        if let addressObject = reader.object("address") {
+            var inner = FieldReader(addressObject, prefix: "address.", allowed: addressFields)
+            let street = inner.string("street", lengths: 1...200)
+            let city = inner.string("city", lengths: 1...100)
+            let state = inner.string("state", lengths: 0...100, optional: true)
+            var country: String?
+            if let name = inner.string("country", lengths: 1...100) {
+                country = countries.alpha2(for: name)
+                if country == nil { inner.fail("country", "unknown country '\(name)'") }
+            }
+            reader.merge(inner)
+            if let street, let city, let country {
+                address = Address(street: street, city: city, state: state, country: country)
+            }
+        }
+        var email: String?
+        if let text = reader.string("requested_by", lengths: 1...254) {
+            if EmailAddress.isValid(text) { email = text } else { reader.fail("requested_by", "must be an e-mail address") }
+        }
+        guard reader.errors.isEmpty, let topic, let eventTime, let duration, let address, let email else {
+            throw .invalid(reader.errors)
+        }
+        return NewBooking(topic: topic, eventTime: eventTime, durationMinutes: duration, address: address, requestedBy: email)
+    }
+
+    static let decisionFields: Set<String> = ["id", "note"]
+
+    static func decision(_ body: [String: JSONValue]) throws(ProblemError) -> (id: Int64, note: String?) {
+        var reader = FieldReader(body, allowed: decisionFields)
+        let id = reader.integer("id", range: 1...Int(Int64.max >> 12))
+        let note = reader.string("note", lengths: 0...2000, optional: true)
+        guard reader.errors.isEmpty, let id else { throw .invalid(reader.errors) }
+        return (Int64(id), note)
+    }
+}
+
+enum RFC3339 {
+    /// Parses a date-time that carries `Z` or a numeric offset, with or without fractions.
+    static func parse(_ text: String) -> Date? {
+        // Date.ISO8601FormatStyle accepts a missing offset in some modes; insist on one here.
+        guard let last = text.last, last == "Z" || last == "z" || text.range(of: #"[+-]\d{2}:?\d{2}$"#, options: .regularExpression) != nil,
+            text.count >= 20
+        else { return nil }
+        let upper = text.uppercased()
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        if let date = plain.date(from: upper) { return date }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: upper)
+    }
+}
+
+enum EmailAddress {
+    /// A practical check (RFC 5321 sizes, one @, a dotted domain of letters, digits and hyphens);
+    /// deliverability is the mail system's business.
+    static func isValid(_ text: String) -> Bool {
+        guard text.utf8.count <= 254, !text.contains(where: { $0.isWhitespace }) else { return false }
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, (1...64).contains(parts[0].utf8.count), !parts[1].isEmpty else { return false }
+        let local = parts[0]
+        let allowedLocal = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "!#$%&'*+/=?^_`{|}~.-"))
+        guard local.unicodeScalars.allSatisfy({ allowedLocal.contains($0) }), !local.hasPrefix("."), !local.hasSuffix("."),
+            !local.contains("..")
+        else { return false }
+        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return false }
+        let allowedDomain = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-"))
+        return labels.allSatisfy { label in
+            (1...63).contains(label.utf8.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.unicodeScalars.allSatisfy { allowedDomain.contains($0) }
+        } && labels.last!.count >= 2
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+public struct PostgresBookingStore: BookingStore {
+    let client: PostgresClient
+
+    public init(client: PostgresClient) {
+        self.client = client
+    }
+
+    // Column list shared by every query that returns bookings; a constant, never a value.
+    static let columns = """
+        id, topic, event_time, duration_minutes, street, city, state, country, requested_by, status,
+        submitted_by, submitter_id, decided_by, decided_at, decision_note, created_at, updated_at,
+        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_time
+        """
+
+    public func submit(_ new: NewBooking, by actor: Actor, idempotency: (key: String, requestHash: String)?, logger: Logger) async throws -> SubmitResult {
+        try await transaction(logger: logger) { connection in
+            if let idempotency {
+                // Serialise requests that share a key, then look for an earlier answer.
+                try await drain(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(\(String(actor.id)) || ':' || \(idempotency.key), 0))",
+                    on: connection, logger: logger
+                )
+                let rows = try await connection.query(
+                    "SELECT request_hash, booking_id FROM idempotency_keys WHERE user_id = \(actor.id) AND key = \(idempotency.key)",
+                    logger: logger
+                )
+                for try await (hash, bookingID) in rows.decode((String, Int64).self) {
+                    guard hash == idempotency.requestHash else { throw BookingStoreError.idempotencyKeyReused }
+                    guard let existing = try await Self.fetch(id: bookingID, on: connection, logger: logger) else {
+                        throw BookingStoreError.idempotentBookingDeleted(bookingID)
+                    }
+                    return SubmitResult(booking: existing.booking, replayed: true)
+                }
+            }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO bookings (topic, event_time, duration_minutes, street, city, state, country, requested_by, submitted_by, submitter_id)
+                VALUES (\(new.topic), \(new.eventTime), \(new.durationMinutes), \(new.address.street), \(new.address.city),
+                        \(new.address.state), \(new.address.country), \(new.requestedBy), \(actor.username), \(actor.id))
+                RETURNING \(unescaped: Self.columns)
+                """,
+                logger: logger
+            )
+            guard let booking = try await Self.first(inserted)?.booking else { throw PostgresStoreError.noRow }
+            try await Self.record(booking.id, "submit", actor: actor, note: nil, on: connection, logger: logger)
+            if let idempotency {
+                try await drain(
+                    """
+                    INSERT INTO idempotency_keys (user_id, key, request_hash, booking_id)
+                    VALUES (\(actor.id), \(idempotency.key), \(idempotency.requestHash), \(booking.id))
+                    """,
+                    on: connection, logger: logger
+                )
+            }
+            return SubmitResult(booking: booking, replayed: false)
+        }
+    }
+
+    public func list(_ filter: BookingFilter, logger: Logger) async throws -> (bookings: [Booking], next: BookingCursor?) {
+        // Keyset pagination on (created_at, id): a page starts strictly after the previous one,
+        // so concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
+        // statements are planned with their values, so the unused branches fold away.
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM bookings
+            WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
+              AND (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
+              AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
+              AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
+              AND (\(filter.after?.createdAt)::timestamptz IS NULL
+                   OR (created_at, id) < (\(filter.after?.createdAt)::timestamptz, \(filter.after?.id)))
+            ORDER BY created_at DESC, id DESC
+            LIMIT \(filter.limit + 1)
+            """,
+            logger: logger
+        )
+        var page: [(Booking, String)] = []
+        for try await row in rows {
+            let decoded = try Self.decode(row)
+            page.append((decoded.booking, decoded.cursorTime))
+        }
+        var next: BookingCursor?
+        if page.count > filter.limit {
+            page.removeLast()
+            if let last = page.last { next = BookingCursor(createdAt: last.1, id: last.0.id) }
+        }
+        return (page.map(\.0), next)
+    }
+
+    public func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
+        try await client.withConnection { connection in
+            try await Self.fetch(id: id, on: connection, logger: logger).map { ($0.booking, $0.submitterID) }
+        }
+    }
+
+    public func decide(id: Int64, _ decision: Decision, note: String?, by actor: Actor, logger: Logger) async throws -> Booking {
+        do {
+            return try await transaction(logger: logger) { connection in
+                // Only a pending booking moves; of two concurrent decisions the second finds none.
+                let rows = try await connection.query(
+                    """
+                    UPDATE bookings SET status = \(decision.status.rawValue), decided_by = \(actor.username),
+                        decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp()
+                    WHERE id = \(id) AND status = 'pending'
+                    RETURNING \(unescaped: Self.columns)
+                    """,
+                    logger: logger
+                )
+                guard let booking = try await Self.first(rows)?.booking else {
+                    guard let current = try await Self.fetch(id: id, on: connection, logger: logger) else {
+                        throw BookingStoreError.notFound
+                    }
+                    throw BookingStoreError.notPending(current.booking.status)
+                }
+                try await Self.record(id, decision.rawValue, actor: actor, note: note, on: connection, logger: logger)
+                return booking
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23P01" {
+            // bookings_no_overlap refused it: name the accepted booking in the way.
+            throw BookingStoreError.overlaps(try await conflictingBooking(for: id, logger: logger) ?? 0)
+        }
+    }
+
+    private func conflictingBooking(for id: Int64, logger: Logger) async throws -> Int64? {
+        let rows = try await client.query(
+            """
+            SELECT other.id FROM bookings AS other, bookings AS this
+            WHERE this.id = \(id) AND other.status = 'accepted' AND other.id <> this.id
+              AND booking_period(other.event_time, other.duration_minutes) && booking_period(this.event_time, this.duration_minutes)
+            ORDER BY other.id LIMIT 1
+            """,
+            logger: logger
+        )
+        for try await otherID in rows.decode(Int64.self) { return otherID }
+        return nil
+    }
+
+    public func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking {
+        try await transaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                "DELETE FROM bookings WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
+                logger: logger
+            )
+            guard let booking = try await Self.first(rows)?.booking else { throw BookingStoreError.notFound }
+            try await Self.record(id, "delete", actor: actor, note: nil, on: connection, logger: logger)
+            return booking
+        }
+    }
+
+    public func history(id: Int64, logger: Logger) async throws -> [BookingEvent] {
+        let rows = try await client.query(
+            "SELECT action, actor, at, note FROM booking_events WHERE booking_id = \(id) ORDER BY id",
+            logger: logger
+        )
+        var events: [BookingEvent] = []
+        for try await (action, actor, at, note) in rows.decode((String, String, Date, String?).self) {
+            events.append(BookingEvent(action: action, actor: actor, at: at, note: note))
+        }
+        return events
+    }
+
+    // MARK: - Helpers
+
+    static func record(_ bookingID: Int64, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
+        try await drain(
+            """
+            INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
+            VALUES (\(bookingID), \(action), \(actor.username), \(actor.id), \(note))
+            """,
+            on: connection, logger: logger
+        )
+    }
+
+    static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
+        let rows = try await connection.query("SELECT \(unescaped: columns) FROM bookings WHERE id = \(id)", logger: logger)
+        return try await first(rows)
+    }
+
+    static func first(_ rows: PostgresRowSequence) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
+        var result: (booking: Booking, submitterID: Int64, cursorTime: String)?
+        for try await row in rows where result == nil {
+            result = try decode(row)
+        }
+        return result
+    }
+
+    static func decode(_ row: PostgresRow) throws -> (booking: Booking, submitterID: Int64, cursorTime: String) {
+        let columns = row.makeRandomAccess()
+        let booking = Booking(
+            id: try columns["id"].decode(Int64.self),
+            topic: try columns["topic"].decode(String.self),
+            eventTime: try columns["event_time"].decode(Date.self),
+            durationMinutes: try columns["duration_minutes"].decode(Int.self),
+            address: Address(
+                street: try columns["street"].decode(String.self),
+                city: try columns["city"].decode(String.self),
+                state: try columns["state"].decode(String?.self),
+                country: try columns["country"].decode(String.self)
+            ),
+            requestedBy: try columns["requested_by"].decode(String.self),
+            status: BookingStatus(rawValue: try columns["status"].decode(String.self)) ?? .pending,
+            submittedBy: try columns["submitted_by"].decode(String.self),
+            decidedBy: try columns["decided_by"].decode(String?.self),
+            decidedAt: try columns["decided_at"].decode(Date?.self),
+            decisionNote: try columns["decision_note"].decode(String?.self),
+            createdAt: try columns["created_at"].decode(Date.self),
+            updatedAt: try columns["updated_at"].decode(Date.self)
+        )
+        return (booking, try columns["submitter_id"].decode(Int64.self), try columns["cursor_time"].decode(String.self))
+    }
+
+    private func transaction<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await drain("BEGIN", on: connection, logger: logger)
+            do {
+                let result = try await body(connection)
+                try await drain("COMMIT", on: connection, logger: logger)
+                return result
+            } catch {
+                try? await drain("ROLLBACK", on: connection, logger: logger)
+                throw error
+            }
+        }
+    }
+}
+
+/// Runs a statement and reads every row, so errors raised while streaming surface here.
+func drain(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws {
+    for try await _ in try await connection.query(query, logger: logger) {}
+}
