@@ -10,6 +10,7 @@ public func withPostgresClient<T: Sendable>(
     connectTimeout: Duration = .seconds(10),
     _ body: @escaping @Sendable (PostgresClient) async throws -> T
 ) async throws -> T {
+    try await probe(url, logger: logger, timeout: connectTimeout)
     let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
@@ -27,6 +28,31 @@ public func withPostgresClient<T: Sendable>(
             throw DatabaseUnreachable(url: url, reason: DatabaseUnreachable.describe(error))
         }
         return try await body(client)
+    }
+}
+
+/// One direct connection first: the pool retries failures quietly, but an operator wants the
+/// real reason (wrong password, unknown database) at once. TLS URLs are left to the pool.
+func probe(_ url: DatabaseURL, logger: Logger, timeout: Duration) async throws {
+    let configuration: PostgresConnection.Configuration
+    if let socket = url.socketDirectory {
+        configuration = .init(unixSocketPath: "\(socket)/.s.PGSQL.\(url.port)", username: url.username, password: url.password, database: url.database)
+    } else if url.tlsMode == .disable {
+        configuration = .init(host: url.host, port: url.port, username: url.username, password: url.password, database: url.database, tls: .disable)
+    } else {
+        return
+    }
+    do {
+        let connection = try await withTimeout(timeout) {
+            try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        }
+        try? await connection.close()
+    } catch is TimeoutError {
+        throw DatabaseUnreachable(url: url, reason: "no answer within \(timeout.components.seconds) s")
+    } catch let error as PSQLError {
+        throw DatabaseUnreachable(url: url, reason: DatabaseUnreachable.describe(error))
+    } catch {
+        throw DatabaseUnreachable(url: url, reason: "\(type(of: error))")
     }
 }
 
