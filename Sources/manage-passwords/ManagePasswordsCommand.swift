@@ -68,7 +68,9 @@ extension ManagePasswordsCommand {
                     } else if generate {
                         print(password)
                     }
-                    let summary = "\(created ? "created" : "updated") \(user.username) (\(user.role.rawValue)); earlier tokens are revoked"
+                    let summary = created
+                        ? "created \(user.username) (\(user.role.rawValue))"
+                        : "updated \(user.username) (\(user.role.rawValue)); earlier tokens are revoked"
                     FileHandle.standardError.write(Data("\(summary)\n".utf8))
                 } catch {
                     if let outputFile { try? FileManager.default.removeItem(atPath: outputFile) }
