@@ -4,6 +4,23 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 
+/// The long-lived parts the routes share.
+struct AppServices {
+    let configuration: AppConfiguration
+    let logger: Logger
+    let postgres: PostgresClient
+    let hasher: PasswordHasher
+    let tokens: TokenService
+
+    init(_ configuration: AppConfiguration, logger: Logger) async {
+        self.configuration = configuration
+        self.logger = logger
+        self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        self.hasher = PasswordHasher(configuration: configuration.hashing)
+        self.tokens = await TokenService(configuration: configuration.tokens)
+    }
+}
+
 /// Builds the whole service from its configuration. `booking-server` runs what this returns;
 /// the tests build the same application with a test configuration.
 public func buildApplication(
@@ -11,20 +28,35 @@ public func buildApplication(
     logger: Logger? = nil
 ) async throws -> some ApplicationProtocol {
     let logger = logger ?? makeLogger(label: "booking-api", level: configuration.logLevel)
-    let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
-    let hasher = PasswordHasher(configuration: configuration.hashing)
-    let tokens = await TokenService(configuration: configuration.tokens)
+    let services = await AppServices(configuration, logger: logger)
+    return Application(
+        router: buildRouter(services),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+        services: [services.postgres, services.hasher],
+        logger: logger
+    )
+}
+
+/// Every route of the service, each with its access decided (see `RouteRegistrar`).
+func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
+    let configuration = services.configuration
+    let postgres = services.postgres
     let users = PostgresUserStore(client: postgres)
-    let throttle = LoginThrottle(client: postgres, baseBlockSeconds: configuration.loginThrottleBaseSeconds)
-    let readiness = Readiness(client: postgres, migrationsDirectory: configuration.migrationsDirectory, logger: logger)
 
     let router = Router(context: AppRequestContext.self)
     // Middleware is captured when a route is registered, so it comes first.
     router.add(middleware: ProblemMiddleware())
 
-    let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: tokens, users: users))
-    OperationsController(readiness: readiness).register(on: routes.publicRoutes())
-    AuthController(users: users, hasher: hasher, tokens: tokens, throttle: throttle).register(
+    let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: users))
+    OperationsController(
+        readiness: Readiness(client: postgres, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
+    ).register(on: routes.publicRoutes())
+    AuthController(
+        users: users,
+        hasher: services.hasher,
+        tokens: services.tokens,
+        throttle: LoginThrottle(client: postgres, baseBlockSeconds: configuration.loginThrottleBaseSeconds)
+    ).register(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)
     )
@@ -32,13 +64,7 @@ public func buildApplication(
         userRoutes: routes.routes("booking", for: AnyAuthenticatedUser.self),
         adminRoutes: routes.routes("booking", for: AdminOnly.self)
     )
-
-    return Application(
-        router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [postgres, hasher],
-        logger: logger
-    )
+    return router
 }
 
 public func makeLogger(label: String, level: Logger.Level) -> Logger {

@@ -96,6 +96,6 @@ struct AuthController {
     }
 
     static func count(_ outcome: String) {
-        Counter(label: "login_attempts_total", dimensions: [("outcome", outcome)]).increment()
+        Counter(label: MetricNames.logins, dimensions: [("outcome", outcome)]).increment()
     }
 }

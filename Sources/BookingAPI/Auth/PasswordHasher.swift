@@ -13,8 +13,8 @@ public final class PasswordHasher: Service, Sendable {
     public let configuration: PasswordHashingConfiguration
     private let pool: NIOThreadPool
     private let jobs = Atomic<Int>(0)
-    private let queueGauge = Gauge(label: "password_hash_queue_depth")
-    private let waitTimer = Metrics.Timer(label: "password_hash_wait_seconds")
+    private let queueGauge = Gauge(label: MetricNames.hashQueueDepth)
+    private let waitTimer = Metrics.Timer(label: MetricNames.hashWait)
     /// Verified against when a username is unknown, so that costs one hash too. Made on first
     /// use, on the pool, so start-up never hashes on the caller's thread.
     private let dummyHash = Mutex<String?>(nil)

@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Synchronization
 import Logging
+import Metrics
+import PostgresNIO
 
 extension HTTPField.Name {
     static let requestID = Self("X-Request-ID")!
@@ -29,9 +31,14 @@ struct ProblemMiddleware: RouterMiddleware {
         }
         response.headers[.requestID] = requestID
         let elapsed = ContinuousClock.now - started
+        // The route template, never the raw path: ids would explode the label set.
+        let route = context.endpointPath ?? "unmatched"
+        let dimensions = [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code))]
+        Counter(label: MetricNames.requests, dimensions: dimensions).increment()
+        Metrics.Timer(label: MetricNames.requestDuration, dimensions: dimensions).record(duration: elapsed)
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue),
-            "route": .string(context.endpointPath ?? "unmatched"),
+            "route": .string(route),
             "status": .stringConvertible(response.status.code),
             "duration_ms": .string(String(format: "%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)),
         ]
@@ -40,6 +47,18 @@ struct ProblemMiddleware: RouterMiddleware {
         }
         context.logger.info("request", metadata: metadata)
         return response
+    }
+
+    /// What of an unknown error may be logged. PostgreSQL errors are reduced to their code,
+    /// SQLSTATE, message and call site: their full reflection carries the query and its bound
+    /// values, and a value may be a password hash.
+    static func loggable(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            let state = error.serverInfo?[.sqlState] ?? "-"
+            let message = error.serverInfo?[.message] ?? "-"
+            return "PSQLError(code: \(error.code), sqlState: \(state), message: \(message), at: \(error.file ?? "?"):\(error.line ?? 0))"
+        }
+        return String(reflecting: error)
     }
 
     static func response(for error: any Error, logger: Logger) -> Response {
@@ -58,7 +77,7 @@ struct ProblemMiddleware: RouterMiddleware {
         case let error as any HTTPResponseError where error.status.code < 500:
             return ProblemError(error.status).response()
         default:
-            logger.error("unhandled error", metadata: ["error": .string(String(reflecting: error))])
+            logger.error("unhandled error", metadata: ["error": .string(Self.loggable(error))])
             return ProblemError(.internalServerError, detail: "The server failed to answer; the request id is in X-Request-ID").response()
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Prometheus
 
 /// `/ping` (readiness) and `/healthz` (liveness). Public by design: probes carry no token.
 struct OperationsController {
@@ -21,6 +22,20 @@ struct OperationsController {
     func register(on group: RouterGroup<AppRequestContext>) {
         group.get("ping") { _, _ in try await self.ping() }
         group.get("healthz") { _, _ in ["status": "ok"] }
+        group.get("openapi.json") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "application/json; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.data))
+            )
+        }
+        group.get("metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metricsRegistry.emitToBuffer()))
+            )
+        }
     }
 
     func ping() async throws -> PingBody {
@@ -65,4 +80,15 @@ struct OperationsController {
             "drift": .array(body.drift.map(JSONValue.string)),
         ])
     }
+}
+
+/// The OpenAPI 3.1 description, kept in `Resources/openapi.json` as the one source; a test
+/// checks it against the router.
+enum OpenAPIDocument {
+    static let data: Data = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"), let data = try? Data(contentsOf: url) else {
+            fatalError("openapi.json is missing from the BookingAPI bundle")
+        }
+        return data
+    }()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import PostgresNIO
 
 /// `/ping`: is the database reachable, and is every shipped migration applied unchanged?
@@ -28,8 +29,10 @@ struct Readiness: Sendable {
         let runner = MigrationRunner(client: client, logger: logger)
         do {
             let report = try await withTimeout(timeout) { try await runner.report(for: directory) }
+            Gauge(label: MetricNames.schemaCurrent).record(report.isCurrent ? 1 : 0)
             return report.isCurrent ? .ready(report) : .notCurrent(report)
         } catch {
+            Gauge(label: MetricNames.schemaCurrent).record(0)
             logger.warning("readiness: database unreachable", metadata: ["error": .string("\(type(of: error))")])
             return .unreachable
         }
