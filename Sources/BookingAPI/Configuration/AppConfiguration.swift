@@ -43,6 +43,14 @@ public struct AppConfiguration: Sendable {
         self.loginThrottleBaseSeconds = loginThrottleBaseSeconds
     }
 
+    /// Every variable `load` reads (each also as `NAME_FILE`). Tests hold the README and the
+    /// deployment manifests to this list.
+    public static let variables = [
+        "DATABASE_URL", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL_SECONDS",
+        "APP_ENV", "HOST", "PORT", "MIGRATIONS_DIR", "LOG_LEVEL", "LOG_FORMAT", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS",
+        "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS",
+    ]
+
     /// Reads and checks the whole configuration; the first problem stops start-up.
     public static func load(from reader: EnvironmentReader = .init()) throws(ConfigurationError) -> AppConfiguration {
         let environment: AppEnvironment

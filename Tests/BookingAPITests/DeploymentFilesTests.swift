@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+@testable import BookingAPI
+
+/// No Docker engine or cluster runs here, so the deployment files are checked for what can
+/// go stale: paths, executables, variable names and probes.
+@Suite struct DeploymentFilesTests {
+    let root = TestEnvironment.packageRoot.path
+
+    func read(_ path: String) throws -> String {
+        try String(contentsOfFile: "\(root)/\(path)", encoding: .utf8)
+    }
+
+    var executables: Set<String> {
+        get throws {
+            let manifest = try read("Package.swift")
+            let matches = manifest.matches(of: /\.executable\(name: "([^"]+)"/).map { String($0.1) }
+            return Set(matches)
+        }
+    }
+
+    @Test func dockerfilesCopyOnlyWhatExists() throws {
+        for file in ["docker/deploy.Dockerfile", "docker/db.Dockerfile", "docker/test.Dockerfile"] {
+            for line in try read(file).split(separator: "\n") where line.hasPrefix("COPY ") && !line.contains("--from") {
+                let parts = line.split(separator: " ").dropFirst().map(String.init)
+                for source in parts.dropLast() {
+                    #expect(FileManager.default.fileExists(atPath: "\(root)/\(source)"), "\(file): \(source)")
+                }
+            }
+        }
+        let deploy = try read("docker/deploy.Dockerfile")
+        for executable in try executables {
+            #expect(deploy.contains("show-bin-path)\"/\(executable)"), "deploy image lacks \(executable)")
+        }
+        #expect(deploy.contains("USER booking"))
+        #expect(deploy.contains("libargon2-1"))
+        #expect(deploy.contains("COPY Migrations"))
+    }
+
+    @Test func composeAndManifestsUseRealNamesAndProbes() throws {
+        let known = Set(AppConfiguration.variables.flatMap { [$0, "\($0)_FILE"] })
+        let compose = try read("docker/docker-compose.yml")
+        #expect(compose.contains("docker/deploy.Dockerfile") && compose.contains("docker/db.Dockerfile"))
+        #expect(compose.contains("http://127.0.0.1:8080/ping"))
+        #expect(compose.contains("service_completed_successfully"))
+
+        let executableNames = try executables
+        let manifests = try FileManager.default.contentsOfDirectory(atPath: "\(root)/tools/k8s").filter { $0.hasSuffix(".yaml") }
+        #expect(manifests.count >= 4)
+        for manifest in manifests {
+            let text = try read("tools/k8s/\(manifest)")
+            for match in text.matches(of: /- \{ name: ([A-Z_]+), value:/) {
+                #expect(known.contains(String(match.1)), "\(manifest): unknown variable \(match.1)")
+            }
+            for match in text.matches(of: /\/app\/([a-z-]+)/) where match.1 != "Migrations" {
+                #expect(executableNames.contains(String(match.1)), "\(manifest): no executable \(match.1)")
+            }
+            for match in text.matches(of: /image: (\S+)/) {
+                #expect(match.1 == "booking-api:latest", "\(manifest)")
+            }
+        }
+        let deployment = try read("tools/k8s/deployment.yaml")
+        #expect(deployment.contains("readinessProbe:\n            httpGet: { path: /ping"))
+        #expect(deployment.contains("livenessProbe:\n            httpGet: { path: /healthz"))
+        #expect(try read("tools/k8s/rotate-cronjob.yaml").contains("manage-passwords rotate"))
+    }
+
+    @Test func readmeDocumentsEveryVariable() throws {
+        let readme = try read("README.md")
+        for variable in AppConfiguration.variables {
+            #expect(readme.contains("`\(variable)`"), "README lacks \(variable)")
+        }
+    }
+
+    @Test func deployGatePassesOnlyACurrentSchema() async throws {
+        let gate = "\(root)/tools/deploy-gate"
+        let runner = "\(TestEnvironment.binDirectory)/migration-runner"
+        let database = try await TestDatabase.create(migrated: false)
+        let env = ["DATABASE_URL": database.connectionString, "MIGRATION_RUNNER": runner]
+
+        let fresh = try await runProgram(gate, ["--migrations-dir", TestEnvironment.migrationsDirectory], environment: env)
+        #expect(fresh.status == 0, "\(fresh.output)")
+        #expect(fresh.stderr.contains("safe to roll out"))
+
+        let broken = try copyOfMigrations()
+        try "SELECT * FROM missing_table;\n".write(toFile: "\(broken)/0004_broken.sql", atomically: true, encoding: .utf8)
+        let failed = try await runProgram(gate, ["--migrations-dir", broken], environment: env)
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("do not roll out"))
+
+        let drifted = try copyOfMigrations()
+        try "-- edited\n".write(toFile: "\(drifted)/0001_users.sql", atomically: true, encoding: .utf8)
+        let drift = try await runProgram(gate, ["--migrations-dir", drifted], environment: env)
+        #expect(drift.status != 0)
+        #expect(!drift.output.contains(database.url.password!))
+    }
+}

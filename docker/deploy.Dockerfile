@@ -1,0 +1,29 @@
+# Production image: build with the Swift toolchain, run on slim Debian as a non-root user.
+#   docker build -f docker/deploy.Dockerfile -t booking-api .
+FROM swift:6.3-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libargon2-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Resolve dependencies in their own layer so source edits do not refetch them.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+RUN swift build -c release --static-swift-stdlib \
+    && mkdir /staging \
+    && cp "$(swift build -c release --show-bin-path)"/booking-server \
+          "$(swift build -c release --show-bin-path)"/migration-runner \
+          "$(swift build -c release --show-bin-path)"/manage-passwords /staging/ \
+    && cp -R "$(swift build -c release --show-bin-path)"/booking-api_BookingAPI.resources /staging/
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libargon2-1 ca-certificates curl tzdata \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin booking
+WORKDIR /app
+COPY --from=build /staging/ /app/
+COPY Migrations /app/Migrations
+ENV PATH=/app:$PATH HOST=0.0.0.0 PORT=8080 MIGRATIONS_DIR=/app/Migrations APP_ENV=prod
+USER booking
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENTRYPOINT ["/app/booking-server"]
