@@ -47,6 +47,11 @@ import Testing
         #expect(fields(body(removing: ["topic"])) == ["topic"])
     }
 
+    @Test func nulCharactersAreRefusedBeforeTheDatabase() {
+        #expect(fields(body(["topic": .string("a\u{0}b")])) == ["topic"])
+        #expect(fields(body(address: ["city": .string("x\u{0}")])) == ["address.city"])
+    }
+
     @Test func durationBounds() {
         #expect(fields(body(["duration_minutes": .number(0)])) == ["duration_minutes"])
         #expect(fields(body(["duration_minutes": .number(1)])).isEmpty)

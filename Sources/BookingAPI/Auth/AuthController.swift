@@ -47,6 +47,9 @@ struct AuthController {
         var missing: [FieldError] = []
         if (fields["username"] ?? "").isEmpty { missing.append(.init(field: "username", message: "is required")) }
         if (fields["password"] ?? "").isEmpty { missing.append(.init(field: "password", message: "is required")) }
+        for (field, value) in fields where value.unicodeScalars.contains("\u{0}") {
+            missing.append(.init(field: field, message: "must not contain NUL characters"))
+        }
         guard missing.isEmpty, let username = fields["username"], let password = fields["password"] else {
             throw ProblemError.invalid(missing)
         }

@@ -28,6 +28,11 @@ struct FieldReader {
             fail(key, "must be a string")
             return nil
         }
+        // PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
+        guard !raw.unicodeScalars.contains("\u{0}") else {
+            fail(key, "must not contain NUL characters")
+            return nil
+        }
         let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if optional, trimmed.isEmpty { return nil }
         guard lengths.contains(trimmed.unicodeScalars.count) else {
