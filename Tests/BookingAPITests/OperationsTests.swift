@@ -70,7 +70,19 @@ let metricsBootstrap: Void = bootstrapMetrics()
             #expect(text.contains("password_hash_queue_depth"))
             #expect(text.contains("password_hash_wait_seconds"))
             #expect(text.contains("schema_migrations_current 1"))
+            #expect(text.contains("# TYPE db_pool_connections_in_use gauge"))
         }
+    }
+}
+
+@Suite struct PoolUsageTests {
+    @Test func leasesAreCountedWhileHeld() async throws {
+        let database = try await TestDatabase.create(migrated: false)
+        let held = try await database.withClient { client in
+            try await client.leased { _ in PoolUsage.inUse.load(ordering: .relaxed) }
+        }
+        // Other tests lease at the same time, so only a lower bound is certain.
+        #expect(held >= 1)
     }
 }
 

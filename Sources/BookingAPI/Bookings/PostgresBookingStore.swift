@@ -64,7 +64,8 @@ public struct PostgresBookingStore: BookingStore {
         // Keyset pagination on (created_at, id): a page starts strictly after the previous one,
         // so concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
         // statements are planned with their values, so the unused branches fold away.
-        let rows = try await client.query(
+        var page: [(Booking, String)] = try await client.leased { connection in
+            let rows = try await connection.query(
             """
             SELECT \(unescaped: Self.columns) FROM bookings
             WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
@@ -76,12 +77,14 @@ public struct PostgresBookingStore: BookingStore {
             ORDER BY created_at DESC, id DESC
             LIMIT \(filter.limit + 1)
             """,
-            logger: logger
-        )
-        var page: [(Booking, String)] = []
-        for try await row in rows {
-            let decoded = try Self.decode(row)
-            page.append((decoded.booking, decoded.cursorTime))
+                logger: logger
+            )
+            var page: [(Booking, String)] = []
+            for try await row in rows {
+                let decoded = try Self.decode(row)
+                page.append((decoded.booking, decoded.cursorTime))
+            }
+            return page
         }
         var next: BookingCursor?
         if page.count > filter.limit {
@@ -92,7 +95,7 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
-        try await client.withConnection { connection in
+        try await client.leased { connection in
             try await Self.fetch(id: id, on: connection, logger: logger).map { ($0.booking, $0.submitterID) }
         }
     }
@@ -126,17 +129,19 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     private func conflictingBooking(for id: Int64, logger: Logger) async throws -> Int64? {
-        let rows = try await client.query(
+        try await client.leased { connection in
+            let rows = try await connection.query(
             """
             SELECT other.id FROM bookings AS other, bookings AS this
             WHERE this.id = \(id) AND other.status = 'accepted' AND other.id <> this.id
               AND booking_period(other.event_time, other.duration_minutes) && booking_period(this.event_time, this.duration_minutes)
             ORDER BY other.id LIMIT 1
             """,
-            logger: logger
-        )
-        for try await otherID in rows.decode(Int64.self) { return otherID }
-        return nil
+                logger: logger
+            )
+            for try await otherID in rows.decode(Int64.self) { return otherID }
+            return nil
+        }
     }
 
     public func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking {
@@ -152,15 +157,17 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func history(id: Int64, logger: Logger) async throws -> [BookingEvent] {
-        let rows = try await client.query(
-            "SELECT action, actor, at, note FROM booking_events WHERE booking_id = \(id) ORDER BY id",
-            logger: logger
-        )
-        var events: [BookingEvent] = []
-        for try await (action, actor, at, note) in rows.decode((String, String, Date, String?).self) {
-            events.append(BookingEvent(action: action, actor: actor, at: at, note: note))
+        try await client.leased { connection in
+            let rows = try await connection.query(
+                "SELECT action, actor, at, note FROM booking_events WHERE booking_id = \(id) ORDER BY id",
+                logger: logger
+            )
+            var events: [BookingEvent] = []
+            for try await (action, actor, at, note) in rows.decode((String, String, Date, String?).self) {
+                events.append(BookingEvent(action: action, actor: actor, at: at, note: note))
+            }
+            return events
         }
-        return events
     }
 
     // MARK: - Helpers
@@ -214,7 +221,7 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     private func transaction<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
+        try await client.leased { connection in
             try await drain("BEGIN", on: connection, logger: logger)
             do {
                 let result = try await body(connection)

@@ -18,19 +18,22 @@ public struct LoginThrottle: Sendable {
 
     /// Seconds until `username` may try again, or nil when it may try now.
     func retryAfter(username: String, logger: Logger) async throws -> Int? {
-        let rows = try await client.query(
+        try await client.leased { connection in
+            let rows = try await connection.query(
             """
             SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint FROM login_throttle
             WHERE username = \(username) AND blocked_until > now()
             """,
-            logger: logger
-        )
-        for try await seconds in rows.decode(Int.self) { return max(1, seconds) }
-        return nil
+                logger: logger
+            )
+            for try await seconds in rows.decode(Int.self) { return max(1, seconds) }
+            return nil
+        }
     }
 
     func recordFailure(username: String, logger: Logger) async throws {
-        try await client.query(
+        try await client.leased { connection in
+            try await drain(
             """
             INSERT INTO login_throttle AS t (username, consecutive_failures) VALUES (\(username), 1)
             ON CONFLICT (username) DO UPDATE SET
@@ -41,11 +44,14 @@ public struct LoginThrottle: Sendable {
                     ELSE NULL END,
                 updated_at = now()
             """,
-            logger: logger
-        )
+                on: connection, logger: logger
+            )
+        }
     }
 
     func reset(username: String, logger: Logger) async throws {
-        try await client.query("DELETE FROM login_throttle WHERE username = \(username)", logger: logger)
+        try await client.leased { connection in
+            try await drain("DELETE FROM login_throttle WHERE username = \(username)", on: connection, logger: logger)
+        }
     }
 }

@@ -40,7 +40,7 @@ public struct PostgresUserStore: UserStore {
     }
 
     public func setPassword(username: String, role: Role?, passwordHash: String, logger: Logger) async throws -> (user: UserRecord, created: Bool) {
-        try await client.withConnection { connection in
+        try await client.leased { connection in
             try await Self.upsert(username: username, role: role, passwordHash: passwordHash, on: connection, logger: logger)
         }
     }
@@ -87,30 +87,36 @@ public struct PostgresUserStore: UserStore {
 
     public func upgradeHash(id: Int64, from oldHash: String, to newHash: String, logger: Logger) async throws {
         // Only if nobody changed the password meanwhile.
-        try await client.query(
-            "UPDATE users SET password_hash = \(newHash) WHERE id = \(id) AND password_hash = \(oldHash)",
-            logger: logger
-        )
+        try await client.leased { connection in
+            try await drain(
+                "UPDATE users SET password_hash = \(newHash) WHERE id = \(id) AND password_hash = \(oldHash)",
+                on: connection, logger: logger
+            )
+        }
     }
 
     public func list(logger: Logger) async throws -> [UserSummary] {
-        let rows = try await client.query(
-            "SELECT username, role, disabled, password_changed_at FROM users ORDER BY username",
-            logger: logger
-        )
-        var users: [UserSummary] = []
-        for try await (username, role, disabled, changed) in rows.decode((String, String, Bool, Date).self) {
-            users.append(UserSummary(username: username, role: Role(rawValue: role) ?? .requester, disabled: disabled, passwordChangedAt: changed))
+        try await client.leased { connection in
+            let rows = try await connection.query(
+                "SELECT username, role, disabled, password_changed_at FROM users ORDER BY username",
+                logger: logger
+            )
+            var users: [UserSummary] = []
+            for try await (username, role, disabled, changed) in rows.decode((String, String, Bool, Date).self) {
+                users.append(UserSummary(username: username, role: Role(rawValue: role) ?? .requester, disabled: disabled, passwordChangedAt: changed))
+            }
+            return users
         }
-        return users
     }
 
     private func one(_ query: PostgresQuery, logger: Logger) async throws -> UserRecord? {
-        let rows = try await client.query(query, logger: logger)
-        for try await (id, name, hash, role, disabled, version, changed) in rows.decode((Int64, String, String, String, Bool, Int, Date).self) {
-            return UserRecord(id: id, username: name, passwordHash: hash, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version, passwordChangedAt: changed)
+        try await client.leased { connection in
+            let rows = try await connection.query(query, logger: logger)
+            for try await (id, name, hash, role, disabled, version, changed) in rows.decode((Int64, String, String, String, Bool, Int, Date).self) {
+                return UserRecord(id: id, username: name, passwordHash: hash, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version, passwordChangedAt: changed)
+            }
+            return nil
         }
-        return nil
     }
 }
 
