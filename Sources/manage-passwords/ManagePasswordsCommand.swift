@@ -12,7 +12,7 @@ struct ManagePasswordsCommand: AsyncParsableCommand {
             change of password, role or disabled flag revokes the user's tokens. Exit 0 on success, \
             1 on any error; nothing is changed by a command that fails.
             """,
-        subcommands: [Set.self, Rotate.self, Disable.self, Enable.self, List.self]
+        subcommands: [Set.self, Rotate.self, Disable.self, Enable.self, List.self, HashBenchmark.self]
     )
 }
 
@@ -134,6 +134,24 @@ extension ManagePasswordsCommand {
             try await runCommand {
                 let users = try await UserAdministration.run { admin in try await admin.list() }
                 print(UserAdministration.table(users))
+            }
+        }
+    }
+
+    struct HashBenchmark: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "hash-benchmark",
+            abstract: "Measure argon2id hashes per second with the configured parameters on all hash threads (no database)."
+        )
+        @Option(help: "How long to measure.") var seconds = 5
+
+        func run() async throws {
+            try await runCommand {
+                let hasher = PasswordHasher(configuration: try PasswordHashingConfiguration.load(from: EnvironmentReader()))
+                let rate = try await hasher.benchmark(seconds: seconds)
+                try await hasher.shutdown()
+                print(String(format: "hashes_per_second=%.2f threads=%d memory_kib=%d iterations=%d",
+                    rate, hasher.configuration.threads, hasher.configuration.memoryKiB, hasher.configuration.iterations))
             }
         }
     }

@@ -112,3 +112,27 @@ public enum PasswordPolicy {
         return String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
     }
 }
+
+extension PasswordHasher {
+    /// Hashes per second with the configured parameters on every pool thread, through the same
+    /// library call as logins: the ceiling `scripts/bench` compares `POST /token` with.
+    public func benchmark(seconds: Int) async throws -> Double {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        let started = ContinuousClock.now
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<configuration.threads {
+                group.addTask {
+                    var done = 0
+                    while ContinuousClock.now < deadline {
+                        _ = try await self.hash("benchmark password")
+                        done += 1
+                    }
+                    return done
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}

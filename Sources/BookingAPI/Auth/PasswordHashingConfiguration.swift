@@ -20,7 +20,7 @@ public struct PasswordHashingConfiguration: Sendable, Equatable {
         self.queueLimit = queueLimit
     }
 
-    static func load(from reader: EnvironmentReader) throws(ConfigurationError) -> Self {
+    public static func load(from reader: EnvironmentReader) throws(ConfigurationError) -> Self {
         Self(
             memoryKiB: try reader.integer("ARGON2_MEMORY_KIB", default: 19456, range: 19456...4_194_304),
             iterations: try reader.integer("ARGON2_ITERATIONS", default: 2, range: 2...64),
