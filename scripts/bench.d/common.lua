@@ -19,4 +19,13 @@ function M.booking_body(thread_id, counter)
     thread_id, counter, M.event_time(thread_id * 10000000 + counter))
 end
 
+-- wrk `setup`: numbers the threads from 0 and gives each the stride (thread count), so
+-- scripts that walk id ranges take disjoint shares.
+local threads = 0
+function M.setup(thread)
+  thread:set("thread_id", threads)
+  thread:set("stride", tonumber(os.getenv("BENCH_THREADS")))
+  threads = threads + 1
+end
+
 return M

@@ -5,14 +5,9 @@ local common = require("common")
 local auth = common.auth("BENCH_ADMIN_TOKEN")
 local first = tonumber(os.getenv("BENCH_PENDING_FIRST"))
 stride = 0
-local threads = 0
 thread_id = 0
 local next_id = nil
-setup = function(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads - 1)
-  thread:set("stride", tonumber(os.getenv("BENCH_THREADS")))
-end
+setup = common.setup
 request = function()
   if next_id == nil then next_id = first + thread_id end
   local id = next_id

@@ -6,16 +6,11 @@ local requester = common.auth("BENCH_REQUESTER_TOKEN")
 local first = tonumber(os.getenv("BENCH_FIRST_ID"))
 local count = tonumber(os.getenv("BENCH_ID_COUNT"))
 local pending_first = tonumber(os.getenv("BENCH_MIXED_PENDING_FIRST"))
-local threads = 0
 thread_id = 0
 stride = 0
 local counter = 0
 local decided = 0
-setup = function(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads - 1)
-  thread:set("stride", tonumber(os.getenv("BENCH_THREADS")))
-end
+setup = common.setup
 request = function()
   counter = counter + 1
   local roll = math.random(1, 100)

@@ -79,3 +79,56 @@ func copyOfMigrations() throws -> String {
     }
     return directory
 }
+
+/// A program left running in the background, for tests that signal it.
+struct BackgroundProgram: Sendable {
+    let pid: pid_t
+    let outputPath: String
+
+    static func start(_ program: String, _ arguments: [String], environment: [String: String]) throws -> BackgroundProgram {
+        let path = program.hasPrefix("/") ? program : "\(TestEnvironment.binDirectory)/\(program)"
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        env.merge(environment) { _, new in new }
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("bg-\(UUID().uuidString).log").path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArgs = ([path] + arguments).map { strdup($0) } + [nil]
+        var cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, nil, &cArgs, &cEnv)
+        guard result == 0 else { throw TestSetupError("cannot start \(path)") }
+        return BackgroundProgram(pid: pid, outputPath: outputPath)
+    }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits for the exit on a thread of its own; returns the exit status.
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var raw: Int32 = 0
+                while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
+                continuation.resume(returning: (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f))
+            }
+        }
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+}
+
+/// A free TCP port on loopback (bound, read, released).
+func freePort() async throws -> Int {
+    let result = try await runProgram(
+        "/usr/bin/env", ["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]
+    )
+    guard let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSetupError("no free port") }
+    return port
+}
