@@ -15,7 +15,10 @@ struct AppServices {
     init(_ configuration: AppConfiguration, logger: Logger) async {
         self.configuration = configuration
         self.logger = logger
-        self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        self.postgres = PostgresClient(
+            configuration: configuration.database.clientConfiguration(fixedPoolSize: configuration.databasePoolSize),
+            backgroundLogger: logger
+        )
         self.hasher = PasswordHasher(configuration: configuration.hashing)
         self.tokens = await TokenService(configuration: configuration.tokens)
     }

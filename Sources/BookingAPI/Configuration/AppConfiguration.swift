@@ -16,6 +16,8 @@ public struct AppConfiguration: Sendable {
     public var hashing: PasswordHashingConfiguration
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
+    /// Connections the server keeps open to PostgreSQL.
+    public var databasePoolSize: Int = 10
     /// First block after 5 failed logins; doubles per further failure, up to 15 minutes.
     public var loginThrottleBaseSeconds: Int = 30
 
@@ -29,7 +31,8 @@ public struct AppConfiguration: Sendable {
         hashing: PasswordHashingConfiguration = .init(),
         logLevel: Logger.Level = .info,
         logFormat: LogFormat = .text,
-        loginThrottleBaseSeconds: Int = 30
+        loginThrottleBaseSeconds: Int = 30,
+        databasePoolSize: Int = 10
     ) {
         self.environment = environment
         self.host = host
@@ -41,6 +44,7 @@ public struct AppConfiguration: Sendable {
         self.logLevel = logLevel
         self.logFormat = logFormat
         self.loginThrottleBaseSeconds = loginThrottleBaseSeconds
+        self.databasePoolSize = databasePoolSize
     }
 
     /// Every variable `load` reads (each also as `NAME_FILE`). Tests hold the README and the
@@ -48,7 +52,7 @@ public struct AppConfiguration: Sendable {
     public static let variables = [
         "DATABASE_URL", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL_SECONDS",
         "APP_ENV", "HOST", "PORT", "MIGRATIONS_DIR", "LOG_LEVEL", "LOG_FORMAT", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS",
-        "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS",
+        "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS", "DATABASE_POOL_SIZE",
     ]
 
     /// Reads and checks the whole configuration; the first problem stops start-up.
@@ -91,7 +95,8 @@ public struct AppConfiguration: Sendable {
             hashing: try PasswordHashingConfiguration.load(from: reader),
             logLevel: level,
             logFormat: format,
-            loginThrottleBaseSeconds: try reader.integer("LOGIN_THROTTLE_BASE_SECONDS", default: 30, range: 1...900)
+            loginThrottleBaseSeconds: try reader.integer("LOGIN_THROTTLE_BASE_SECONDS", default: 30, range: 1...900),
+            databasePoolSize: try reader.integer("DATABASE_POOL_SIZE", default: 10, range: 1...200)
         )
     }
 }

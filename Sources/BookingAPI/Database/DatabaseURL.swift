@@ -65,7 +65,14 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         return "postgres://\(credentials)@\(host):\(port)/\(database)"
     }
 
-    public var clientConfiguration: PostgresClient.Configuration {
+    public var clientConfiguration: PostgresClient.Configuration { clientConfiguration(fixedPoolSize: nil) }
+
+    /// With `fixedPoolSize`, the pool keeps exactly that many connections and sends no
+    /// keep-alive queries. Measured (BENCHMARKS.md): postgres-nio's idle and keep-alive timers
+    /// each hold about 0.8 KiB per query until they fire 30–60 s later, which under load is
+    /// hundreds of MiB; a fixed pool schedules neither. A dead connection is still noticed on
+    /// its next use and replaced.
+    public func clientConfiguration(fixedPoolSize: Int?) -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
         if let socketDirectory {
             configuration = .init(
@@ -85,6 +92,11 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         }
         // Readiness must answer within 2 s, so a connection attempt may not take longer.
         configuration.options.connectTimeout = .milliseconds(1500)
+        if let fixedPoolSize {
+            configuration.options.minimumConnections = fixedPoolSize
+            configuration.options.maximumConnections = fixedPoolSize
+            configuration.options.keepAliveBehavior = nil
+        }
         return configuration
     }
 }

@@ -29,7 +29,8 @@ struct TestApp {
             tokens: TokenConfiguration(signingKey: Curve25519.Signing.PrivateKey()),
             hashing: PasswordHashingConfiguration(threads: 2, queueLimit: 64),
             logLevel: .warning,
-            loginThrottleBaseSeconds: 1
+            loginThrottleBaseSeconds: 1,
+            databasePoolSize: 3
         )
         configure(&configuration)
         return TestApp(database: resolved, configuration: configuration)
