@@ -262,6 +262,23 @@ enum TokenForge {
         }
     }
 
+    @Test func cachedVerificationStillEnforcesTimeAndNeverCachesFailures() async throws {
+        let key = Curve25519.Signing.PrivateKey()
+        let service = await TokenService(configuration: TokenConfiguration(signingKey: key))
+        let now = Date()
+        let token = try TokenForge.eddsa(TokenForge.claims(userID: 7, username: "x", now: now), key: key)
+        #expect(try await service.verify(token, now: now).userID == 7)
+        // Second use comes from the cache; past exp + leeway it is refused all the same.
+        #expect(try await service.verify(token, now: now.addingTimeInterval(60)).userID == 7)
+        await #expect(throws: ProblemError.self) { try await service.verify(token, now: now.addingTimeInterval(900 + 31)) }
+        await #expect(throws: ProblemError.self) { try await service.verify(token, now: now.addingTimeInterval(-31)) }
+        // A refused token stays refused on every try.
+        let forged = try TokenForge.eddsa(TokenForge.claims(userID: 7, username: "x", now: now), key: Curve25519.Signing.PrivateKey(), kid: TokenService.thumbprint(key.publicKey))
+        for _ in 0..<2 {
+            await #expect(throws: ProblemError.self) { try await service.verify(forged, now: now) }
+        }
+    }
+
     @Test func extraVerificationKeysAcceptOlderTokens() async throws {
         let old = Curve25519.Signing.PrivateKey()
         let app = try await TestApp.make { $0.tokens.extraVerificationKeys = [old.publicKey] }
