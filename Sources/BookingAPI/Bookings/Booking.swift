@@ -21,7 +21,7 @@ public struct Address: Sendable, Codable, Equatable {
 }
 
 /// A stored booking as the API returns it.
-public struct Booking: Sendable, Codable, Equatable, ResponseEncodable {
+public struct Booking: Sendable, Codable, Equatable, ResponseGenerator {
     public let id: Int64
     public let topic: String
     public let eventTime: Date
@@ -47,6 +47,10 @@ public struct Booking: Sendable, Codable, Equatable, ResponseEncodable {
         case decisionNote = "decision_note"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        BookingJSON.response(BookingJSON.booking(self))
     }
 
     public func encode(to encoder: any Encoder) throws {

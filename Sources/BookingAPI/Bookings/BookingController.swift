@@ -8,17 +8,13 @@ import Hummingbird
 struct BookingController {
     let store: any BookingStore
 
-    struct Page: ResponseEncodable {
+    struct Page: ResponseGenerator {
         let bookings: [Booking]
         let next_cursor: String?
 
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(bookings, forKey: .bookings)
-            try container.encode(next_cursor, forKey: .next_cursor)
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            BookingJSON.response(BookingJSON.page(bookings, nextCursor: next_cursor))
         }
-
-        enum CodingKeys: String, CodingKey { case bookings, next_cursor }
     }
 
     struct History: ResponseEncodable {

@@ -34,11 +34,12 @@ public enum RequestLimits {
 }
 
 extension JSONEncoder {
-    /// Dates as RFC 3339 in UTC (`2026-11-23T15:00:00Z`), keys in a stable order.
-    static var bookingAPI: JSONEncoder {
+    /// Dates as RFC 3339 in UTC (`2026-11-23T15:00:00Z`), keys in a stable order. One shared
+    /// instance: its configuration never changes and encoding does not mutate it.
+    static let bookingAPI: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
-    }
+    }()
 }

@@ -33,9 +33,9 @@ struct ProblemMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - started
         // The route template, never the raw path: ids would explode the label set.
         let route = context.endpointPath ?? "unmatched"
-        let dimensions = [("method", request.method.rawValue), ("route", route), ("status", String(response.status.code))]
-        Counter(label: MetricNames.requests, dimensions: dimensions).increment()
-        Metrics.Timer(label: MetricNames.requestDuration, dimensions: dimensions).record(duration: elapsed)
+        let metrics = RequestMetrics.shared.for(method: request.method.rawValue, route: route, status: response.status.code)
+        metrics.count.increment()
+        metrics.duration.record(duration: elapsed)
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue),
             "route": .string(route),
@@ -79,6 +79,31 @@ struct ProblemMiddleware: RouterMiddleware {
         default:
             logger.error("unhandled error", metadata: ["error": .string(Self.loggable(error))])
             return ProblemError(.internalServerError, detail: "The server failed to answer; the request id is in X-Request-ID").response()
+        }
+    }
+}
+
+/// Request metric handles by (method, route, status), made once each rather than per request.
+final class RequestMetrics: Sendable {
+    struct Handles: Sendable {
+        let count: Counter
+        let duration: Metrics.Timer
+    }
+
+    static let shared = RequestMetrics()
+    private let handles = Mutex<[String: Handles]>([:])
+
+    func `for`(method: String, route: String, status: Int) -> Handles {
+        let key = "\(method) \(status) \(route)"
+        return handles.withLock { handles in
+            if let existing = handles[key] { return existing }
+            let dimensions = [("method", method), ("route", route), ("status", String(status))]
+            let made = Handles(
+                count: Counter(label: MetricNames.requests, dimensions: dimensions),
+                duration: Metrics.Timer(label: MetricNames.requestDuration, dimensions: dimensions)
+            )
+            handles[key] = made
+            return made
         }
     }
 }

@@ -19,6 +19,8 @@ struct TestApp {
         migrationsDirectory: String = TestEnvironment.migrationsDirectory,
         configure: (inout AppConfiguration) -> Void = { _ in }
     ) async throws -> TestApp {
+        // Before any request: request metric handles are made once and kept.
+        _ = metricsBootstrap
         let resolved: TestDatabase
         if let database { resolved = database } else { resolved = try await TestDatabase.create() }
         var configuration = AppConfiguration(
