@@ -112,6 +112,9 @@ enum TokenForge {
             #expect(missing.status == .unprocessableContent)
             #expect((missing.json["errors"] as? [[String: Any]])?.first?["field"] as? String == "password")
             #expect(try await client.send(.post, "/token", body: "grant_type=client_credentials&username=a&password=b", contentType: "application/x-www-form-urlencoded").status == .badRequest)
+            // Any text may arrive as a username: an absurd one is a plain 401, never a 500.
+            let long = try await client.send(.post, "/token", json: ["username": String(repeating: "u", count: 5000), "password": "whatever at all"])
+            #expect(long.status == .unauthorized)
         }
     }
 

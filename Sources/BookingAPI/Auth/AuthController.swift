@@ -54,7 +54,10 @@ struct AuthController {
             throw ProblemError.invalid(missing)
         }
         let logger = context.logger
-        if let seconds = try await throttle.retryAfter(username: username, logger: logger) {
+        // Any text may arrive as a username; the throttle keys on at most 256 characters of it
+        // (the column's limit), so an absurd name is throttled, not a database error.
+        let throttleKey = String(username.prefix(256))
+        if let seconds = try await throttle.retryAfter(username: throttleKey, logger: logger) {
             Self.count("throttled")
             throw ProblemError(.tooManyRequests, detail: "Too many failed logins; try again later", headers: [.retryAfter: String(seconds)])
         }
@@ -71,7 +74,7 @@ struct AuthController {
             throw ProblemError.unavailable("The server is busy checking passwords; retry shortly", retryAfter: 1)
         }
         guard matches, let user else {
-            try await throttle.recordFailure(username: username, logger: logger)
+            try await throttle.recordFailure(username: throttleKey, logger: logger)
             Self.count("bad_credentials")
             throw ProblemError(.unauthorized, detail: "Incorrect username or password", headers: [.wwwAuthenticate: "Bearer"])
         }
@@ -79,7 +82,7 @@ struct AuthController {
             Self.count("disabled")
             throw ProblemError.forbidden("This account is disabled")
         }
-        try await throttle.reset(username: username, logger: logger)
+        try await throttle.reset(username: throttleKey, logger: logger)
         if hasher.needsRehash(user.passwordHash) {
             // Same password, stronger parameters; a busy pool just leaves it for next time.
             if let stronger = try? await hasher.hash(password) {

@@ -36,6 +36,7 @@ struct ProblemMiddleware: RouterMiddleware {
         let metrics = RequestMetrics.shared.for(method: request.method.rawValue, route: route, status: response.status.code)
         metrics.count.increment()
         metrics.duration.record(duration: elapsed)
+        guard context.logger.logLevel <= .info else { return response }
         var metadata: Logger.Metadata = [
             "method": .string(request.method.rawValue),
             "route": .string(route),
