@@ -66,6 +66,52 @@ import Testing
         #expect(try read("tools/k8s/rotate-cronjob.yaml").contains("manage-passwords rotate"))
     }
 
+    /// Parses every manifest (and the compose file) as YAML with PyYAML, then checks structure.
+    @Test func manifestsParseAndWireTheRightThings() async throws {
+        let script = """
+            import json, sys, yaml
+            docs = []
+            for path in sys.argv[1:]:
+                with open(path) as f:
+                    docs.extend(d for d in yaml.safe_load_all(f) if d)
+            print(json.dumps(docs))
+            """
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(root)/tools/k8s").filter { $0.hasSuffix(".yaml") }
+            .map { "\(root)/tools/k8s/\($0)" } + ["\(root)/docker/docker-compose.yml"]
+        let parsed = try await runProgram("/usr/bin/env", ["python3", "-c", script] + files)
+        try #require(parsed.status == 0, "YAML does not parse: \(parsed.stderr)")
+        let documents = try #require(try JSONSerialization.jsonObject(with: Data(parsed.stdout.utf8)) as? [[String: Any]])
+        let kinds = documents.compactMap { $0["kind"] as? String }
+        #expect(Set(kinds).isSuperset(of: ["Deployment", "Service", "Job", "CronJob", "Secret"]), "\(kinds)")
+
+        let known = Set(AppConfiguration.variables.flatMap { [$0, "\($0)_FILE"] })
+        func containers(_ document: [String: Any]) -> [[String: Any]] {
+            let spec = document["spec"] as? [String: Any]
+            let template = (spec?["template"] ?? ((spec?["jobTemplate"] as? [String: Any])?["spec"] as? [String: Any])?["template"]) as? [String: Any]
+            return ((template?["spec"] as? [String: Any])?["containers"] as? [[String: Any]]) ?? []
+        }
+        for document in documents where ["Deployment", "Job", "CronJob"].contains(document["kind"] as? String ?? "") {
+            let list = containers(document)
+            #expect(!list.isEmpty, "\(document["kind"] ?? "") has no containers")
+            for container in list {
+                #expect(container["image"] as? String == "booking-api:latest")
+                for env in container["env"] as? [[String: Any]] ?? [] {
+                    #expect(known.contains(env["name"] as? String ?? ""), "unknown variable \(env["name"] ?? "")")
+                }
+            }
+        }
+        let deployment = try #require(documents.first { $0["kind"] as? String == "Deployment" })
+        let server = try #require(containers(deployment).first)
+        let readiness = (server["readinessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
+        let liveness = (server["livenessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
+        #expect(readiness?["path"] as? String == "/ping")
+        #expect(liveness?["path"] as? String == "/healthz")
+        let env = Set((server["env"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String })
+        #expect(env.isSuperset(of: ["DATABASE_URL_FILE", "JWT_PRIVATE_KEY_FILE", "APP_ENV"]))
+        let compose = try #require(documents.first { $0["services"] != nil }?["services"] as? [String: Any])
+        #expect(Set(compose.keys) == ["db", "migrate", "server"])
+    }
+
     @Test func readmeDocumentsEveryVariable() throws {
         let readme = try read("README.md")
         for variable in AppConfiguration.variables {
