@@ -78,6 +78,15 @@ import Testing
         #expect(socket.clientConfiguration.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5433")
     }
 
+    @Test func everyExecutableAnswersHelp() async throws {
+        for program in ["booking-server", "migration-runner", "manage-passwords"] {
+            let help = try await runProgram(program, ["--help"])
+            #expect(help.status == 0, "\(program)")
+            #expect(help.output.contains("USAGE"), "\(program)")
+        }
+        #expect(try await runProgram("booking-server", ["--help"]).output.contains("DATABASE_URL"))
+    }
+
     @Test func serverStopsWithOneLineNamingTheVariable() async throws {
         let result = try await runProgram("booking-server", [], environment: ["DATABASE_URL": url, "PORT": "99999"])
         #expect(result.status != 0)
