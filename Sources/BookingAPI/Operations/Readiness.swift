@@ -9,7 +9,7 @@ struct Readiness: Sendable {
     let migrationsDirectory: String
     let logger: Logger
     /// The contract: answer within 2 s, whatever the database does.
-    var timeout: Duration = .milliseconds(1800)
+    var timeout: Duration = .milliseconds(1500)
 
     enum Outcome: Sendable {
         case ready(MigrationReport)
