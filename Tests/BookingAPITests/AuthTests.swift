@@ -178,6 +178,21 @@ enum TokenForge {
         #expect((899...900).contains(capped ?? 0))
     }
 
+    @Test func quietUsernamesArePrunedButBlocksAreKept() async throws {
+        let app = try await TestApp.make()
+        try await app.database.execute("""
+            INSERT INTO login_throttle (username, consecutive_failures, blocked_until, updated_at) VALUES
+              ('stale', 3, NULL, now() - interval '2 days'),
+              ('still-blocked', 9, now() + interval '10 minutes', now() - interval '2 days'),
+              ('recent', 2, NULL, now() - interval '1 hour')
+            """)
+        try await app.test { client in
+            _ = try await client.send(.post, "/token", json: ["username": "someone", "password": "wrong password!"])
+        }
+        let left = try await app.database.scalar("SELECT string_agg(username, ',' ORDER BY username) FROM login_throttle", as: String.self)
+        #expect(left == "recent,someone,still-blocked")
+    }
+
     @Test func weakerHashesAreUpgradedAtTheNextLogin() async throws {
         let app = try await TestApp.make()
         let weak = try Argon2.hash("correct horse battery", parameters: .init(memoryKiB: 8192, iterations: 1, parallelism: 1))

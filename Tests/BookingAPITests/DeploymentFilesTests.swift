@@ -130,7 +130,7 @@ import Testing
         #expect(fresh.stderr.contains("safe to roll out"))
 
         let broken = try copyOfMigrations()
-        try "SELECT * FROM missing_table;\n".write(toFile: "\(broken)/0004_broken.sql", atomically: true, encoding: .utf8)
+        try "SELECT * FROM missing_table;\n".write(toFile: "\(broken)/\(try nextMigrationVersion())_broken.sql", atomically: true, encoding: .utf8)
         let failed = try await runProgram(gate, ["--migrations-dir", broken], environment: env)
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("do not roll out"))

@@ -30,7 +30,7 @@ import Testing
         let app = try await TestApp.make(migrationsDirectory: directory)
         try await app.test { client in
             #expect(try await client.send(.get, "/ping").status == .ok)
-            try "CREATE TABLE later (id int);\n".write(toFile: "\(directory)/0004_later.sql", atomically: true, encoding: .utf8)
+            try "CREATE TABLE later (id int);\n".write(toFile: "\(directory)/\(try nextMigrationVersion())_later.sql", atomically: true, encoding: .utf8)
             let pending = try await client.send(.get, "/ping")
             #expect(pending.status == .serviceUnavailable)
             #expect(pending.headers[.contentType] == "application/problem+json")
@@ -38,8 +38,8 @@ import Testing
             #expect(pending.json["message"] as? String == "Database is not up-to-date yet")
             #expect(pending.json["status"] as? Int == 503)
             let migrations = try #require(pending.json["migrations"] as? [String: Any])
-            #expect(migrations["pending"] as? [String] == ["0004"])
-            #expect(migrations["latest"] as? String == "0004")
+            #expect(migrations["pending"] as? [String] == [try nextMigrationVersion()])
+            #expect(migrations["latest"] as? String == (try nextMigrationVersion()))
 
             try await app.database.migrate(directory)
             #expect(try await client.send(.get, "/ping").status == .ok)

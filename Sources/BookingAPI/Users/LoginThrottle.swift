@@ -46,6 +46,15 @@ public struct LoginThrottle: Sendable {
             """,
                 on: connection, logger: logger
             )
+            // Forget usernames quiet for a day and no longer blocked: bounds the table when
+            // someone guesses at many names.
+            try await drain(
+                """
+                DELETE FROM login_throttle
+                WHERE updated_at < now() - interval '1 day' AND (blocked_until IS NULL OR blocked_until < now())
+                """,
+                on: connection, logger: logger
+            )
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+@testable import BookingAPI
 
 #if canImport(Glibc)
 import Glibc
@@ -131,4 +132,11 @@ func freePort() async throws -> Int {
     )
     guard let port = Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestSetupError("no free port") }
     return port
+}
+
+/// The version after the highest shipped migration, and the one after that ("0005", "0006", …),
+/// so tests that add files keep working as migrations are added.
+func nextMigrationVersion(_ offset: Int = 1) throws -> String {
+    let highest = try MigrationDirectory.load(TestEnvironment.migrationsDirectory).files.compactMap { Int($0.version) }.max() ?? 0
+    return String(format: "%04d", highest + offset)
 }
