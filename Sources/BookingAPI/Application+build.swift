@@ -31,6 +31,13 @@ public func buildApplication(
     logger: Logger? = nil
 ) async throws -> some ApplicationProtocol {
     let logger = logger ?? makeLogger(label: "booking-api", level: configuration.logLevel)
+    // Fail at start-up, not on the first booking, when the resources were not deployed.
+    guard Countries.load() != nil, OpenAPIDocument.load() != nil else {
+        throw ConfigurationError(
+            variable: "booking-api_BookingAPI.resources",
+            reason: "is missing beside the executable (it holds countries.tsv and openapi.json)"
+        )
+    }
     let services = await AppServices(configuration, logger: logger)
     return Application(
         router: buildRouter(services),

@@ -36,6 +36,8 @@ import Testing
         #expect(deploy.contains("USER booking"))
         #expect(deploy.contains("libargon2-1"))
         #expect(deploy.contains("COPY Migrations"))
+        // The server refuses to start without its resource bundle beside the executable.
+        #expect(deploy.contains("booking-api_BookingAPI.resources /staging/"))
     }
 
     @Test func composeAndManifestsUseRealNamesAndProbes() throws {

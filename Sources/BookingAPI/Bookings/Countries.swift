@@ -6,13 +6,17 @@ public struct Countries: Sendable {
     private let codes: [String: String]
 
     public static let shared: Countries = {
+        guard let countries = load() else { fatalError("countries.tsv is missing from the BookingAPI bundle") }
+        return countries
+    }()
+
+    /// nil when the resource bundle was not deployed beside the executable.
+    static func load() -> Countries? {
         guard let url = Bundle.module.url(forResource: "countries", withExtension: "tsv"),
             let text = try? String(contentsOf: url, encoding: .utf8)
-        else {
-            fatalError("countries.tsv is missing from the BookingAPI bundle")
-        }
+        else { return nil }
         return Countries(tsv: text)
-    }()
+    }
 
     init(tsv: String) {
         var codes: [String: String] = [:]
