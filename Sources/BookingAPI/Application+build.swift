@@ -3,22 +3,29 @@ import Hummingbird
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import UnixSignals
 
 /// The long-lived parts the routes share.
 struct AppServices {
     let configuration: AppConfiguration
     let logger: Logger
-    let postgres: PostgresClient
+    let pool: DatabasePool
+    let database: Database
+    let readinessConnection: ReadinessConnection
     let hasher: PasswordHasher
     let tokens: TokenService
 
-    init(_ configuration: AppConfiguration, logger: Logger) async {
+    init(_ configuration: AppConfiguration, logger: Logger) async throws {
         self.configuration = configuration
         self.logger = logger
-        self.postgres = PostgresClient(
-            configuration: configuration.database.clientConfiguration(fixedPoolSize: configuration.databasePoolSize),
-            backgroundLogger: logger
+        let url = configuration.database
+        self.pool = DatabasePool(
+            configuration: url.serverPoolConfiguration(maximumConnections: configuration.databasePoolSize, timeout: configuration.databaseTimeout),
+            probe: try url.connectionConfiguration(connectTimeout: .seconds(1)),
+            logger: logger
         )
+        self.database = Database(pool: pool, timeout: configuration.databaseTimeout)
+        self.readinessConnection = try ReadinessConnection(url: url, logger: logger)
         self.hasher = PasswordHasher(configuration: configuration.hashing)
         self.tokens = await TokenService(configuration: configuration.tokens)
     }
@@ -38,11 +45,19 @@ public func buildApplication(
             reason: "is missing beside the executable (it holds countries.tsv and openapi.json)"
         )
     }
-    let services = await AppServices(configuration, logger: logger)
+    let services = try await AppServices(configuration, logger: logger)
+    let limiter = ConnectionLimiter(limit: configuration.maxConnections)
+    let readTimeout = configuration.httpReadTimeout
     return Application(
         router: buildRouter(services),
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [EdgeHandler(readTimeout: readTimeout, limiter: limiter, logger: logger)],
+                idleTimeout: .init(configuration.httpIdleTimeout)
+            )
+        ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [services.postgres, services.hasher],
+        services: [services.pool, services.readinessConnection, services.hasher],
         logger: logger
     )
 }
@@ -50,30 +65,32 @@ public func buildApplication(
 /// Every route of the service, each with its access decided (see `RouteRegistrar`).
 func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     let configuration = services.configuration
-    let postgres = services.postgres
-    let users = PostgresUserStore(client: postgres)
+    let database = services.database
+    let users = PostgresUserStore(database: database)
 
     let router = Router(context: AppRequestContext.self)
+    let table = RouteTable()
     // Middleware is captured when a route is registered, so it comes first.
-    router.add(middleware: ProblemMiddleware())
+    router.add(middleware: ProblemMiddleware(routes: table))
 
     let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: users))
     OperationsController(
-        readiness: Readiness(client: postgres, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
+        readiness: Readiness(connection: services.readinessConnection, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
     ).register(on: routes.publicRoutes())
     AuthController(
         users: users,
         hasher: services.hasher,
         tokens: services.tokens,
-        throttle: LoginThrottle(client: postgres, baseBlockSeconds: configuration.loginThrottleBaseSeconds)
+        throttle: LoginThrottle(database: database, baseBlockSeconds: configuration.loginThrottleBaseSeconds)
     ).register(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)
     )
-    BookingController(store: PostgresBookingStore(client: postgres)).register(
+    BookingController(store: PostgresBookingStore(database: database)).register(
         userRoutes: routes.routes("booking", for: AnyAuthenticatedUser.self),
         adminRoutes: routes.routes("booking", for: AdminOnly.self)
     )
+    table.record(router.routes)
     return router
 }
 
@@ -83,8 +100,41 @@ public func makeLogger(label: String, level: Logger.Level) -> Logger {
     return logger
 }
 
-/// Builds and runs the service until SIGTERM or SIGINT, which drain in-flight requests first.
+/// Builds and runs the service until SIGTERM or SIGINT, which drain in-flight requests first:
+/// after `shutdownGrace` the group cancels what is left, and a watchdog ends the process a
+/// second later whatever is stuck.
 public func runServer(_ configuration: AppConfiguration) async throws {
     let app = try await buildApplication(configuration)
-    try await app.runService()
+    let logger = makeLogger(label: "booking-api", level: configuration.logLevel)
+    var group = ServiceGroupConfiguration(
+        services: [
+            .init(service: app),
+            .init(service: ShutdownWatchdog(grace: configuration.shutdownGrace, logger: logger), successTerminationBehavior: .ignore),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+    )
+    group.maximumGracefulShutdownDuration = configuration.shutdownGrace
+    group.maximumCancellationDuration = .seconds(1)
+    try await ServiceGroup(configuration: group).run()
+}
+
+/// Waits for graceful shutdown, then gives the process `grace` plus one second to end on its
+/// own before exiting it. The countdown runs on a thread of its own, so a starved task pool
+/// cannot stop it.
+struct ShutdownWatchdog: Service {
+    let grace: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let limit = grace + .seconds(1)
+        let logger = self.logger
+        let thread = Thread {
+            Thread.sleep(forTimeInterval: Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18)
+            logger.error("shutdown did not finish within SHUTDOWN_GRACE_SECONDS; exiting")
+            exit(1)
+        }
+        thread.start()
+    }
 }

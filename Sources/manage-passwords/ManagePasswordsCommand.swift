@@ -22,7 +22,7 @@ func runCommand(_ body: () async throws -> Void) async throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        CommandSupport.fail("manage-passwords", "\(error)")
+        CommandSupport.fail("manage-passwords", CommandSupport.describe(error))
         throw ExitCode(1)
     }
 }

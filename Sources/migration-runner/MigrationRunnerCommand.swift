@@ -32,7 +32,7 @@ func runCommand(_ body: () async throws -> Void) async throws {
         if case .drift = error { throw ExitCode(4) }
         throw ExitCode(1)
     } catch {
-        CommandSupport.fail("migration-runner", "\(error)")
+        CommandSupport.fail("migration-runner", CommandSupport.describe(error))
         throw ExitCode(1)
     }
 }

@@ -14,7 +14,7 @@ let metricsBootstrap: Void = bootstrapMetrics()
 @Suite struct OpenAPITests {
     @Test func everyRouteIsDocumentedAndEveryDocumentedPathIsRouted() async throws {
         let app = try await TestApp.make()
-        let services = await AppServices(app.configuration, logger: TestEnvironment.logger)
+        let services = try await AppServices(app.configuration, logger: TestEnvironment.logger)
         let router = buildRouter(services)
         let routed = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
 
@@ -78,8 +78,8 @@ let metricsBootstrap: Void = bootstrapMetrics()
 @Suite struct PoolUsageTests {
     @Test func leasesAreCountedWhileHeld() async throws {
         let database = try await TestDatabase.create(migrated: false)
-        let held = try await database.withClient { client in
-            try await client.leased { _ in PoolUsage.inUse.load(ordering: .relaxed) }
+        let held = try await database.withDatabase { database in
+            try await database.withConnection(logger: TestEnvironment.logger) { _ in PoolUsage.inUse.load(ordering: .relaxed) }
         }
         // Other tests lease at the same time, so only a lower bound is certain.
         #expect(held >= 1)

@@ -104,7 +104,10 @@ struct BookingController {
     // MARK: - Helpers
 
     static func id(_ parameters: Parameters) throws(ProblemError) -> Int64 {
-        guard let text = parameters.get("id"), let id = Int64(text), id > 0 else {
+        // Canonical decimal only: `+1`, `01` and ` 1` name no booking.
+        guard let text = parameters.get("id"), text.first != "0", text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let id = Int64(text), id > 0
+        else {
             throw .notFound("No such booking")
         }
         return id

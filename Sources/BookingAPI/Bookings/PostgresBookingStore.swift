@@ -3,11 +3,14 @@ import Logging
 import PostgresNIO
 
 public struct PostgresBookingStore: BookingStore {
-    let client: PostgresClient
+    let database: Database
 
-    public init(client: PostgresClient) {
-        self.client = client
+    public init(database: Database) {
+        self.database = database
     }
+
+    /// Transaction-level advisory lock that serialises accepts ("accept" in ASCII).
+    static let acceptLockKey: Int64 = 0x61_63_63_65_70_74
 
     // Column list shared by every query that returns bookings; a constant, never a value.
     static let columns = """
@@ -17,7 +20,7 @@ public struct PostgresBookingStore: BookingStore {
         """
 
     public func submit(_ new: NewBooking, by actor: Actor, idempotency: (key: String, requestHash: String)?, logger: Logger) async throws -> SubmitResult {
-        try await transaction(logger: logger) { connection in
+        try await database.transaction(logger: logger) { connection in
             if let idempotency {
                 // Serialise requests that share a key, then look for an earlier answer.
                 try await drain(
@@ -64,7 +67,7 @@ public struct PostgresBookingStore: BookingStore {
         // Keyset pagination on (created_at, id): a page starts strictly after the previous one,
         // so concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
         // statements are planned with their values, so the unused branches fold away.
-        var page: [(Booking, String)] = try await client.leased { connection in
+        var page: [(Booking, String)] = try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(
             """
             SELECT \(unescaped: Self.columns) FROM bookings
@@ -95,14 +98,19 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             try await Self.fetch(id: id, on: connection, logger: logger).map { ($0.booking, $0.submitterID) }
         }
     }
 
     public func decide(id: Int64, _ decision: Decision, note: String?, by actor: Actor, logger: Logger) async throws -> Booking {
         do {
-            return try await transaction(logger: logger) { connection in
+            return try await database.transaction(logger: logger) { connection in
+                if decision == .accept {
+                    // Accepts take one lock first, so two overlapping accepts queue rather than
+                    // each waiting on the other's row in the exclusion constraint (a deadlock).
+                    try await drain("SELECT pg_advisory_xact_lock(\(Self.acceptLockKey))", on: connection, logger: logger)
+                }
                 // Only a pending booking moves; of two concurrent decisions the second finds none.
                 let rows = try await connection.query(
                     """
@@ -122,14 +130,14 @@ public struct PostgresBookingStore: BookingStore {
                 try await Self.record(id, decision.rawValue, actor: actor, note: note, on: connection, logger: logger)
                 return booking
             }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23P01" {
+        } catch DatabaseError.constraint(sqlState: "23P01", _) {
             // bookings_no_overlap refused it: name the accepted booking in the way.
             throw BookingStoreError.overlaps(try await conflictingBooking(for: id, logger: logger) ?? 0)
         }
     }
 
     private func conflictingBooking(for id: Int64, logger: Logger) async throws -> Int64? {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(
             """
             SELECT other.id FROM bookings AS other, bookings AS this
@@ -145,7 +153,7 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking {
-        try await transaction(logger: logger) { connection in
+        try await database.transaction(logger: logger) { connection in
             let rows = try await connection.query(
                 "DELETE FROM bookings WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
                 logger: logger
@@ -157,7 +165,7 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func history(id: Int64, logger: Logger) async throws -> [BookingEvent] {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(
                 "SELECT action, actor, at, note FROM booking_events WHERE booking_id = \(id) ORDER BY id",
                 logger: logger
@@ -219,23 +227,4 @@ public struct PostgresBookingStore: BookingStore {
         )
         return (booking, try columns["submitter_id"].decode(Int64.self), try columns["cursor_time"].decode(String.self))
     }
-
-    private func transaction<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.leased { connection in
-            try await drain("BEGIN", on: connection, logger: logger)
-            do {
-                let result = try await body(connection)
-                try await drain("COMMIT", on: connection, logger: logger)
-                return result
-            } catch {
-                try? await drain("ROLLBACK", on: connection, logger: logger)
-                throw error
-            }
-        }
-    }
-}
-
-/// Runs a statement and reads every row, so errors raised while streaming surface here.
-func drain(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws {
-    for try await _ in try await connection.query(query, logger: logger) {}
 }

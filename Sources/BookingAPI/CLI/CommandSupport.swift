@@ -14,6 +14,15 @@ public enum CommandSupport {
         return logger
     }
 
+    /// One line an operator can act on, for any error: database failures by cause (never a
+    /// query, a bound value or a password), the rest by their own description.
+    public static func describe(_ error: any Error) -> String {
+        if let translated = DatabaseError.translating(error) {
+            return "database: \(translated.description)"
+        }
+        return "\(error)".split(separator: "\n").first.map(String.init) ?? "\(type(of: error))"
+    }
+
     /// One line on stderr, prefixed with the program name.
     public static func fail(_ program: String, _ message: String) {
         FileHandle.standardError.write(Data("\(program): \(message)\n".utf8))

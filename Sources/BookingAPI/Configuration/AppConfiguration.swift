@@ -20,6 +20,18 @@ public struct AppConfiguration: Sendable {
     public var databasePoolSize: Int = 10
     /// First block after 5 failed logins; doubles per further failure, up to 15 minutes.
     public var loginThrottleBaseSeconds: Int = 30
+    /// Waiting for a pooled connection and running the statements, together.
+    public var databaseTimeout: Duration = .seconds(5)
+    /// A connection that sends nothing this long is closed.
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// A request's head and body must arrive within this time of its first byte.
+    public var httpReadTimeout: Duration = .seconds(10)
+    /// Connections served at once; past it, new ones get a 503 and are closed.
+    public var maxConnections: Int = AppConfiguration.defaultMaxConnections
+    /// SIGTERM: in-flight requests get this long; then the process exits whatever is stuck.
+    public var shutdownGrace: Duration = .seconds(10)
+    /// Peers whose `X-Forwarded-For` is believed (the load balancers).
+    public var trustedProxies: [IPNetwork] = []
 
     public init(
         environment: AppEnvironment = .dev,
@@ -53,7 +65,16 @@ public struct AppConfiguration: Sendable {
         "DATABASE_URL", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEYS", "JWT_ISSUER", "JWT_AUDIENCE", "ACCESS_TOKEN_TTL_SECONDS",
         "APP_ENV", "HOST", "PORT", "MIGRATIONS_DIR", "LOG_LEVEL", "LOG_FORMAT", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS",
         "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS", "DATABASE_POOL_SIZE",
+        "DATABASE_TIMEOUT_SECONDS", "HTTP_IDLE_TIMEOUT_SECONDS", "HTTP_READ_TIMEOUT_SECONDS", "MAX_CONNECTIONS",
+        "SHUTDOWN_GRACE_SECONDS", "TRUSTED_PROXIES",
     ]
+
+    /// Below the process's open-file limit, leaving room for PostgreSQL connections and logs.
+    public static var defaultMaxConnections: Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < 1_000_000 else { return 10_000 }
+        return max(16, min(10_000, Int(limit.rlim_cur) - 128))
+    }
 
     /// Reads and checks the whole configuration; the first problem stops start-up.
     public static func load(from reader: EnvironmentReader = .init()) throws(ConfigurationError) -> AppConfiguration {
@@ -85,7 +106,7 @@ public struct AppConfiguration: Sendable {
         } else {
             format = .text
         }
-        return AppConfiguration(
+        var configuration = AppConfiguration(
             environment: environment,
             host: try reader.value("HOST") ?? "127.0.0.1",
             port: try reader.integer("PORT", default: 8080, range: 0...65535),
@@ -98,6 +119,20 @@ public struct AppConfiguration: Sendable {
             loginThrottleBaseSeconds: try reader.integer("LOGIN_THROTTLE_BASE_SECONDS", default: 30, range: 1...900),
             databasePoolSize: try reader.integer("DATABASE_POOL_SIZE", default: 10, range: 1...200)
         )
+        configuration.databaseTimeout = .seconds(try reader.integer("DATABASE_TIMEOUT_SECONDS", default: 5, range: 1...300))
+        configuration.httpIdleTimeout = .seconds(try reader.integer("HTTP_IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600))
+        configuration.httpReadTimeout = .seconds(try reader.integer("HTTP_READ_TIMEOUT_SECONDS", default: 10, range: 1...600))
+        configuration.maxConnections = try reader.integer("MAX_CONNECTIONS", default: defaultMaxConnections, range: 1...1_000_000)
+        configuration.shutdownGrace = .seconds(try reader.integer("SHUTDOWN_GRACE_SECONDS", default: 10, range: 1...600))
+        if let text = try reader.value("TRUSTED_PROXIES") {
+            configuration.trustedProxies = try text.split(separator: ",").map { item throws(ConfigurationError) in
+                guard let network = IPNetwork(String(item).trimmingCharacters(in: .whitespaces)) else {
+                    throw ConfigurationError(variable: "TRUSTED_PROXIES", reason: "must be a comma-separated list of CIDR blocks (e.g. 10.0.0.0/8, ::1/128); '\(item)' is not one")
+                }
+                return network
+            }
+        }
+        return configuration
     }
 }
 

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOSSL
 import PostgresNIO
 
 /// A parsed `DATABASE_URL`: `postgres://user:password@host:port/database?sslmode=disable|prefer|require`.
@@ -65,14 +67,33 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         return "postgres://\(credentials)@\(host):\(port)/\(database)"
     }
 
-    public var clientConfiguration: PostgresClient.Configuration { clientConfiguration(fixedPoolSize: nil) }
+    /// The server's pool. `minimumConnections` stays 0 (see `DatabasePool`); no keep-alive
+    /// queries, whose timers held memory per query (BENCHMARKS.md). PostgreSQL enforces the
+    /// deadline too, and notices a vanished client by TCP keepalive.
+    func serverPoolConfiguration(maximumConnections: Int, timeout: Duration) -> PostgresClient.Configuration {
+        var configuration = clientConfiguration(connectTimeout: .milliseconds(1500))
+        configuration.options.minimumConnections = 0
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectionIdleTimeout = .seconds(10)
+        configuration.options.keepAliveBehavior = nil
+        let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        configuration.options.additionalStartupParameters = [
+            ("application_name", "booking-server"),
+            ("statement_timeout", String(milliseconds)),
+            ("lock_timeout", String(milliseconds)),
+            ("idle_in_transaction_session_timeout", String(2 * milliseconds)),
+            ("tcp_keepalives_idle", "10"),
+            ("tcp_keepalives_interval", "5"),
+            ("tcp_keepalives_count", "3"),
+        ]
+        return configuration
+    }
 
-    /// With `fixedPoolSize`, the pool keeps exactly that many connections and sends no
-    /// keep-alive queries. Measured (BENCHMARKS.md): postgres-nio's idle and keep-alive timers
-    /// each hold about 0.8 KiB per query until they fire 30–60 s later, which under load is
-    /// hundreds of MiB; a fixed pool schedules neither. A dead connection is still noticed on
-    /// its next use and replaced.
-    public func clientConfiguration(fixedPoolSize: Int?) -> PostgresClient.Configuration {
+    /// A pool for one-shot programs (the CLIs, tests): no deadlines on statements, since a
+    /// migration may run for long.
+    public var clientConfiguration: PostgresClient.Configuration { clientConfiguration(connectTimeout: .seconds(5)) }
+
+    func clientConfiguration(connectTimeout: Duration) -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
         if let socketDirectory {
             configuration = .init(
@@ -90,13 +111,26 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
-        // Readiness must answer within 2 s, so a connection attempt may not take longer.
-        configuration.options.connectTimeout = .milliseconds(1500)
-        if let fixedPoolSize {
-            configuration.options.minimumConnections = fixedPoolSize
-            configuration.options.maximumConnections = fixedPoolSize
-            configuration.options.keepAliveBehavior = nil
+        configuration.options.connectTimeout = connectTimeout
+        return configuration
+    }
+
+    /// One direct connection, as the pool would make it. Its connect timeout covers the TCP
+    /// connect, TLS and authentication.
+    func connectionConfiguration(connectTimeout: Duration) throws -> PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        if let socketDirectory {
+            configuration = .init(unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(port)", username: username, password: password, database: database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS
+            switch tlsMode {
+            case .disable: tls = .disable
+            case .prefer: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
+        configuration.options.connectTimeout = .init(connectTimeout)
         return configuration
     }
 }

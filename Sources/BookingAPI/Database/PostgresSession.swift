@@ -3,56 +3,39 @@ import Logging
 import PostgresNIO
 
 /// Runs `body` with a running `PostgresClient`, for one-shot programs (the CLIs, tests).
-/// Fails within `connectTimeout` when the database cannot be reached.
+/// Fails within `connectTimeout` when the database cannot be reached, naming the cause.
 public func withPostgresClient<T: Sendable>(
     _ url: DatabaseURL,
     logger: Logger,
-    connectTimeout: Duration = .seconds(10),
+    connectTimeout: Duration = .seconds(5),
     _ body: @escaping @Sendable (PostgresClient) async throws -> T
 ) async throws -> T {
     try await probe(url, logger: logger, timeout: connectTimeout)
-    let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
+    let client = PostgresClient(configuration: url.clientConfiguration(connectTimeout: connectTimeout), backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             await client.run()
             return nil
         }
         defer { group.cancelAll() }
-        do {
-            try await withTimeout(connectTimeout) {
-                try await client.query("SELECT 1", logger: logger)
-            }
-        } catch is TimeoutError {
-            throw DatabaseUnreachable(url: url, reason: "no answer within \(connectTimeout.components.seconds) s")
-        } catch let error as PSQLError {
-            throw DatabaseUnreachable(url: url, reason: DatabaseUnreachable.describe(error))
-        }
         return try await body(client)
     }
 }
 
 /// One direct connection first: the pool retries failures quietly, but an operator wants the
-/// real reason (wrong password, unknown database) at once. TLS URLs are left to the pool.
+/// real reason (wrong password, unknown database, TLS refused) at once.
 func probe(_ url: DatabaseURL, logger: Logger, timeout: Duration) async throws {
-    let configuration: PostgresConnection.Configuration
-    if let socket = url.socketDirectory {
-        configuration = .init(unixSocketPath: "\(socket)/.s.PGSQL.\(url.port)", username: url.username, password: url.password, database: url.database)
-    } else if url.tlsMode == .disable {
-        configuration = .init(host: url.host, port: url.port, username: url.username, password: url.password, database: url.database, tls: .disable)
-    } else {
-        return
-    }
     do {
-        let connection = try await withTimeout(timeout) {
-            try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        let configuration = try url.connectionConfiguration(connectTimeout: timeout)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        defer { connection.closeInBackground() }
+        try await withDeadline(timeout, closing: connection) {
+            try await drain("SELECT 1", on: connection, logger: logger)
         }
-        try? await connection.close()
-    } catch is TimeoutError {
+    } catch is DeadlineExceeded {
         throw DatabaseUnreachable(url: url, reason: "no answer within \(timeout.components.seconds) s")
-    } catch let error as PSQLError {
-        throw DatabaseUnreachable(url: url, reason: DatabaseUnreachable.describe(error))
     } catch {
-        throw DatabaseUnreachable(url: url, reason: "\(type(of: error))")
+        throw DatabaseUnreachable(url: url, reason: DatabaseUnreachable.describe(error, timeout: timeout))
     }
 }
 
@@ -63,8 +46,38 @@ public struct DatabaseUnreachable: Error, CustomStringConvertible {
 
     public var description: String { "cannot reach the database at \(url): \(reason)" }
 
-    static func describe(_ error: PSQLError) -> String {
-        if let message = error.serverInfo?[.message] { return message }
-        return "\(error.code)"
+    static func describe(_ error: any Error, timeout: Duration) -> String {
+        if let error = error as? PSQLError, error.code == .connectionError,
+            let underlying = error.underlying as? ChannelError, case .connectTimeout = underlying
+        {
+            return "no answer within \(timeout.components.seconds) s"
+        }
+        if let translated = DatabaseError.translating(error) { return translated.description }
+        return "\(type(of: error))"
+    }
+}
+
+/// Runs `body` with a `Database` over a running pool, for one-shot programs: the same layer
+/// as the server (deadline, retries, one error type), with a longer deadline.
+public func withDatabase<T: Sendable>(
+    _ url: DatabaseURL,
+    logger: Logger,
+    timeout: Duration = .seconds(60),
+    _ body: @escaping @Sendable (Database) async throws -> T
+) async throws -> T {
+    let connectTimeout = Duration.seconds(5)
+    try await probe(url, logger: logger, timeout: connectTimeout)
+    let pool = DatabasePool(
+        configuration: url.clientConfiguration(connectTimeout: connectTimeout),
+        probe: try url.connectionConfiguration(connectTimeout: connectTimeout),
+        logger: logger
+    )
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await pool.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await body(Database(pool: pool, timeout: timeout))
     }
 }

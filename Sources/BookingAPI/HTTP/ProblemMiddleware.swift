@@ -4,6 +4,7 @@ import Hummingbird
 import Synchronization
 import Logging
 import Metrics
+import NIOHTTP1
 import PostgresNIO
 
 extension HTTPField.Name {
@@ -16,6 +17,8 @@ extension HTTPField.Name {
 /// the log, under the request id.
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
+    /// Every route's path and methods, for 405.
+    let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -23,11 +26,41 @@ struct ProblemMiddleware: RouterMiddleware {
         context.requestID = requestID
         context.logger[metadataKey: "request_id"] = .string(requestID)
         let started = ContinuousClock.now
+        // HEAD is GET without the body (RFC 9110 §9.3.2).
+        let isHead = request.method == .head
+        var routed = request
+        if isHead {
+            var head = request.head
+            head.method = .get
+            routed = Request(head: head, body: request.body)
+        }
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await next(routed, context)
+        } catch let error as HTTPParserError {
+            // The client sent a body the parser refused, or went away mid-body. Either way the
+            // connection is done; Hummingbird answers (if anyone is listening) and closes it.
+            // Not the server's error: counted apart, never logged as one.
+            EdgeMetrics.abandoned.increment()
+            context.logger.debug("request body not received", metadata: ["reason": .string("\(error)")])
+            throw error
+        } catch let error as HTTPError where error.status == .notFound && context.endpointPath == nil {
+            if let allowed = routes.allowedMethods(for: request.uri.path) {
+                response = ProblemError(
+                    .methodNotAllowed,
+                    detail: "\(request.method.rawValue) is not served here; use \(allowed.joined(separator: ", "))",
+                    headers: [.allow: allowed.joined(separator: ", ")]
+                ).response()
+            } else {
+                response = Self.response(for: error, logger: context.logger)
+            }
         } catch {
             response = Self.response(for: error, logger: context.logger)
+        }
+        if isHead {
+            let length = response.headers[.contentLength] ?? response.body.contentLength.map(String.init)
+            response.body = .init()
+            response.headers[.contentLength] = length
         }
         response.headers[.requestID] = requestID
         let elapsed = ContinuousClock.now - started
@@ -77,7 +110,24 @@ struct ProblemMiddleware: RouterMiddleware {
             return ProblemError(error.status, detail: detail, headers: error.headers).response()
         case let error as any HTTPResponseError where error.status.code < 500:
             return ProblemError(error.status).response()
+        case let error as DatabaseError:
+            switch error {
+            case .unavailable(let kind, let reason):
+                logger.warning("database unavailable", metadata: ["kind": .string(kind.rawValue), "reason": .string(reason)])
+                return ProblemError.unavailable("The database is not available right now; retry shortly", retryAfter: 1).response()
+            case .schemaNotMigrated(let reason):
+                logger.error("database schema not migrated", metadata: ["reason": .string(reason)])
+                return ProblemError.unavailable("The database schema is not current; retry after the deployment finishes", retryAfter: 5).response()
+            case .constraint, .unexpected:
+                logger.error("unhandled error", metadata: ["error": .string(error.description)])
+                return ProblemError(.internalServerError, detail: "The server failed to answer; the request id is in X-Request-ID").response()
+            }
+        case is CancellationError:
+            // The server is shutting down under this request.
+            return ProblemError.unavailable("The server is shutting down; retry shortly", retryAfter: 1).response()
         default:
+            // A driver error that did not come through `Database` is still told by its cause.
+            if let translated = DatabaseError.translating(error) { return response(for: translated, logger: logger) }
             logger.error("unhandled error", metadata: ["error": .string(Self.loggable(error))])
             return ProblemError(.internalServerError, detail: "The server failed to answer; the request id is in X-Request-ID").response()
         }

@@ -17,7 +17,7 @@ public struct MigrationRunner: Sendable {
 
     /// What is applied, compared with `directory`.
     public func report(for directory: MigrationDirectory) async throws -> MigrationReport {
-        let applied = try await client.leased { connection in
+        let applied = try await client.withConnection { connection in
             try await Self.appliedMigrations(on: connection, logger: logger)
         }
         return MigrationReport(shipped: directory.files, applied: applied)

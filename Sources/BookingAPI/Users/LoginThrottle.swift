@@ -6,19 +6,19 @@ import PostgresNIO
 /// `threshold` failures a username is blocked; each further failure doubles the block, up to
 /// `maximumBlock`. A success clears it.
 public struct LoginThrottle: Sendable {
-    let client: PostgresClient
+    let database: Database
     public var threshold = 5
     public var baseBlockSeconds: Int
     public var maximumBlockSeconds = 15 * 60
 
-    public init(client: PostgresClient, baseBlockSeconds: Int = 30) {
-        self.client = client
+    public init(database: Database, baseBlockSeconds: Int = 30) {
+        self.database = database
         self.baseBlockSeconds = baseBlockSeconds
     }
 
     /// Seconds until `username` may try again, or nil when it may try now.
     func retryAfter(username: String, logger: Logger) async throws -> Int? {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(
             """
             SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint FROM login_throttle
@@ -32,7 +32,7 @@ public struct LoginThrottle: Sendable {
     }
 
     func recordFailure(username: String, logger: Logger) async throws {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             try await drain(
             """
             INSERT INTO login_throttle AS t (username, consecutive_failures) VALUES (\(username), 1)
@@ -59,7 +59,7 @@ public struct LoginThrottle: Sendable {
     }
 
     func reset(username: String, logger: Logger) async throws {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             try await drain("DELETE FROM login_throttle WHERE username = \(username)", on: connection, logger: logger)
         }
     }

@@ -14,8 +14,8 @@ public struct UserAdministration: Sendable {
         let logger = CommandSupport.logger("manage-passwords")
         let hasher = PasswordHasher(configuration: try PasswordHashingConfiguration.load(from: EnvironmentReader()))
         do {
-            let result = try await withPostgresClient(url, logger: logger) { client in
-                try await body(UserAdministration(store: PostgresUserStore(client: client), hasher: hasher, logger: logger))
+            let result = try await withDatabase(url, logger: logger) { database in
+                try await body(UserAdministration(store: PostgresUserStore(database: database), hasher: hasher, logger: logger))
             }
             try await hasher.shutdown()
             return result

@@ -18,10 +18,10 @@ public protocol UserStore: Sendable {
 }
 
 public struct PostgresUserStore: UserStore {
-    let client: PostgresClient
+    let database: Database
 
-    public init(client: PostgresClient) {
-        self.client = client
+    public init(database: Database) {
+        self.database = database
     }
 
 
@@ -40,13 +40,13 @@ public struct PostgresUserStore: UserStore {
     }
 
     public func setPassword(username: String, role: Role?, passwordHash: String, logger: Logger) async throws -> (user: UserRecord, created: Bool) {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             try await Self.upsert(username: username, role: role, passwordHash: passwordHash, on: connection, logger: logger)
         }
     }
 
     public func setPasswords(_ entries: [(username: String, role: Role, passwordHash: String)], logger: Logger) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await database.transaction(logger: logger) { connection in
             for entry in entries {
                 _ = try await Self.upsert(username: entry.username, role: entry.role, passwordHash: entry.passwordHash, on: connection, logger: logger)
             }
@@ -87,7 +87,7 @@ public struct PostgresUserStore: UserStore {
 
     public func upgradeHash(id: Int64, from oldHash: String, to newHash: String, logger: Logger) async throws {
         // Only if nobody changed the password meanwhile.
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             try await drain(
                 "UPDATE users SET password_hash = \(newHash) WHERE id = \(id) AND password_hash = \(oldHash)",
                 on: connection, logger: logger
@@ -96,7 +96,7 @@ public struct PostgresUserStore: UserStore {
     }
 
     public func list(logger: Logger) async throws -> [UserSummary] {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(
                 "SELECT username, role, disabled, password_changed_at FROM users ORDER BY username",
                 logger: logger
@@ -110,7 +110,7 @@ public struct PostgresUserStore: UserStore {
     }
 
     private func one(_ query: PostgresQuery, logger: Logger) async throws -> UserRecord? {
-        try await client.leased { connection in
+        try await database.withConnection(logger: logger) { connection in
             let rows = try await connection.query(query, logger: logger)
             for try await (id, name, hash, role, disabled, version, changed) in rows.decode((Int64, String, String, String, Bool, Int, Date).self) {
                 return UserRecord(id: id, username: name, passwordHash: hash, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version, passwordChangedAt: changed)

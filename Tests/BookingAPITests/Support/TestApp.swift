@@ -49,8 +49,8 @@ struct TestApp {
         let hasher = PasswordHasher(configuration: configuration.hashing)
         defer { Task { try? await hasher.shutdown() } }
         let hash = try await hasher.hash(password)
-        return try await database.withClient { client in
-            try await PostgresUserStore(client: client).setPassword(username: username, role: role, passwordHash: hash, logger: TestEnvironment.logger).user
+        return try await database.withDatabase { database in
+            try await PostgresUserStore(database: database).setPassword(username: username, role: role, passwordHash: hash, logger: TestEnvironment.logger).user
         }
     }
 }

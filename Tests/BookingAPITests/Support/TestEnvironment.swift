@@ -65,6 +65,11 @@ struct TestDatabase {
         try await withPostgresClient(url, logger: TestEnvironment.logger, body)
     }
 
+    /// The service's database layer over this database, as the CLIs use it.
+    func withDatabase<T: Sendable>(_ body: @escaping @Sendable (Database) async throws -> T) async throws -> T {
+        try await BookingAPI.withDatabase(url, logger: TestEnvironment.logger, body)
+    }
+
     /// The first column of the first row of `sql` (a constant written in a test).
     func scalar<T: PostgresDecodable & Sendable>(_ sql: String, as type: T.Type = T.self) async throws -> T? {
         try await withClient { client in
