@@ -27,6 +27,7 @@ struct AppServices {
         self.database = Database(pool: pool, timeout: configuration.databaseTimeout)
         self.readinessConnection = try ReadinessConnection(url: url, logger: logger)
         self.hasher = PasswordHasher(configuration: configuration.hashing)
+        try await hasher.prepare()
         self.tokens = await TokenService(configuration: configuration.tokens)
     }
 }
@@ -81,7 +82,8 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
         users: users,
         hasher: services.hasher,
         tokens: services.tokens,
-        throttle: LoginThrottle(database: database, baseBlockSeconds: configuration.loginThrottleBaseSeconds)
+        throttle: LoginThrottle(database: database, baseBlockSeconds: configuration.loginThrottleBaseSeconds),
+        trustedProxies: configuration.trustedProxies
     ).register(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)

@@ -121,8 +121,13 @@ final class LogCapture: Sendable {
             let token = try await client.token("noah", "Sup3r-Secret-Passw0rd")
             _ = try await client.send(.post, "/token", json: ["username": "noah", "password": "Wr0ng-Secret-Passw0rd"])
             _ = try await client.send(.get, "/me", token: token)
-            // A 500: the table is gone under the running server.
-            try await app.database.execute("DROP TABLE bookings CASCADE")
+            // A 500: a statement fails for a reason no layer expects (a missing table would be a
+            // 503, "schema not current"). A row-level policy that raises does it.
+            _ = try await client.send(.post, "/booking", token: token, json: bookingBody())
+            try await app.database.execute("CREATE FUNCTION explode() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'kaboom in bookings'; END $$")
+            try await app.database.execute("ALTER TABLE bookings ENABLE ROW LEVEL SECURITY")
+            try await app.database.execute("ALTER TABLE bookings FORCE ROW LEVEL SECURITY")
+            try await app.database.execute("CREATE POLICY explode ON bookings USING (explode())")
             let serverError = try await client.send(.get, "/booking", token: token, headers: [.init("X-Request-ID")!: "trace-500"])
             return (token, serverError)
         }
@@ -133,7 +138,7 @@ final class LogCapture: Sendable {
 
         let logs = capture.text
         #expect(logs.contains("trace-500"), "the 500 is logged under its request id")
-        #expect(logs.contains("42P01"), "the 500's cause is in the log")
+        #expect(logs.contains("P0001"), "the 500's cause is in the log")
         #expect(logs.contains("user_id"), "authenticated requests carry the user id")
         for secret in ["Sup3r-Secret-Passw0rd", "Wr0ng-Secret-Passw0rd", user.passwordHash, "$argon2id$", token, try #require(app.database.url.password)] {
             #expect(!logs.contains(secret), "a secret reached the log")

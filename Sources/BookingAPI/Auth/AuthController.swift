@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import Metrics
 
 /// `POST /token`, `GET /me`, `GET /.well-known/jwks.json`.
@@ -9,6 +10,7 @@ struct AuthController {
     let hasher: PasswordHasher
     let tokens: TokenService
     let throttle: LoginThrottle
+    let trustedProxies: [IPNetwork]
 
     struct TokenResponse: ResponseEncodable {
         let access_token: String
@@ -57,9 +59,20 @@ struct AuthController {
         // Any text may arrive as a username; the throttle keys on at most 256 characters of it
         // (the column's limit), so an absurd name is throttled, not a database error.
         let throttleKey = String(username.prefix(256))
-        if let seconds = try await throttle.retryAfter(username: throttleKey, logger: logger) {
+        let address = ClientAddress.resolve(
+            peer: context.peerAddress,
+            forwardedFor: request.headers[.xForwardedFor],
+            trusted: trustedProxies
+        )
+        switch try await throttle.admit(username: throttleKey, address: address, logger: logger) {
+        case .admitted:
+            break
+        case .usernameBlocked(let seconds):
             Self.count("throttled")
             throw ProblemError(.tooManyRequests, detail: "Too many failed logins; try again later", headers: [.retryAfter: String(seconds)])
+        case .addressBlocked(let seconds):
+            Self.count("throttled_address")
+            throw ProblemError(.tooManyRequests, detail: "Too many failed logins from this address; try again later", headers: [.retryAfter: String(seconds)])
         }
         let user = try await users.find(username: username, logger: logger)
         let matches: Bool
@@ -71,18 +84,25 @@ struct AuthController {
             }
         } catch is PasswordHasher.Saturated {
             Self.count("overloaded")
+            // Not checked, so not a failure: give the attempt back.
+            try? await throttle.giveBack(username: throttleKey, logger: logger)
             throw ProblemError.unavailable("The server is busy checking passwords; retry shortly", retryAfter: 1)
         }
         guard matches, let user else {
-            try await throttle.recordFailure(username: throttleKey, logger: logger)
+            try await throttle.recordFailure(address: address, logger: logger)
             Self.count("bad_credentials")
             throw ProblemError(.unauthorized, detail: "Incorrect username or password", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        // The password was right: the attempt counted before the check is cleared.
+        do {
+            try await throttle.reset(username: throttleKey, logger: logger)
+        } catch {
+            logger.warning("could not clear the login throttle after a successful login", metadata: ["error": .string("\(type(of: error))")])
         }
         guard !user.disabled else {
             Self.count("disabled")
             throw ProblemError.forbidden("This account is disabled")
         }
-        try await throttle.reset(username: throttleKey, logger: logger)
         if hasher.needsRehash(user.passwordHash) {
             // Same password, stronger parameters; a busy pool just leaves it for next time.
             if let stronger = try? await hasher.hash(password) {

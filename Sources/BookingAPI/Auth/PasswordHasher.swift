@@ -15,8 +15,8 @@ public final class PasswordHasher: Service, Sendable {
     private let jobs = Atomic<Int>(0)
     private let queueGauge = Gauge(label: MetricNames.hashQueueDepth)
     private let waitTimer = Metrics.Timer(label: MetricNames.hashWait)
-    /// Verified against when a username is unknown, so that costs one hash too. Made on first
-    /// use, on the pool, so start-up never hashes on the caller's thread.
+    /// Verified against when a username is unknown, so that costs one hash too. Made by
+    /// `prepare()` at start-up (on the pool), so the first login costs what every other does.
     private let dummyHash = Mutex<String?>(nil)
 
     public init(configuration: PasswordHashingConfiguration) {
@@ -35,6 +35,13 @@ public final class PasswordHasher: Service, Sendable {
 
     public func verify(_ password: String, against encoded: String) async throws -> Bool {
         try await run { Argon2.verify(password, encoded: encoded) }
+    }
+
+    /// Makes the dummy hash, on the pool. `buildApplication` awaits it before serving.
+    public func prepare() async throws {
+        guard dummyHash.withLock({ $0 }) == nil else { return }
+        let encoded = try await hash(UUID().uuidString)
+        dummyHash.withLock { $0 = encoded }
     }
 
     /// Spends the time of one verification and answers false.

@@ -128,20 +128,86 @@ enum BookingValidation {
     }
 }
 
+/// RFC 3339 date-times, parsed by hand: Foundation's parsers roll impossible dates over
+/// (`2027-02-30` became March 2nd) and accept years past 9999. Here every field is checked
+/// against the calendar, an offset is required, fractions are kept to the microsecond (what
+/// PostgreSQL stores), and the instant must fall in years 0001–9999 in UTC.
 enum RFC3339 {
-    /// Parses a date-time that carries `Z` or a numeric offset, with or without fractions.
     static func parse(_ text: String) -> Date? {
-        // Date.ISO8601FormatStyle accepts a missing offset in some modes; insist on one here.
-        guard let last = text.last, last == "Z" || last == "z" || text.range(of: #"[+-]\d{2}:?\d{2}$"#, options: .regularExpression) != nil,
-            text.count >= 20
+        let bytes = Array(text.utf8)
+        var index = 0
+        func number(_ digits: Int) -> Int? {
+            guard index + digits <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[index..<index + digits] {
+                guard byte >= 0x30, byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            index += digits
+            return value
+        }
+        func expect(_ characters: String) -> Bool {
+            guard index < bytes.count, characters.utf8.contains(bytes[index]) else { return false }
+            index += 1
+            return true
+        }
+        guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2),
+            expect("Tt "), let hour = number(2), expect(":"), let minute = number(2), expect(":"), let second = number(2)
         else { return nil }
-        let upper = text.uppercased()
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let date = plain.date(from: upper) { return date }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: upper)
+        guard (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+            (0...23).contains(hour), (0...59).contains(minute), (0...59).contains(second)
+        else { return nil }
+        var microseconds = 0
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            var digits = 0
+            var fraction = 0
+            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 {
+                if digits < 6 { fraction = fraction * 10 + Int(bytes[index] - 0x30) }
+                digits += 1
+                index += 1
+            }
+            guard (1...9).contains(digits) else { return nil }
+            for _ in digits..<6 { fraction *= 10 }
+            microseconds = fraction
+        }
+        var offsetSeconds = 0
+        if expect("Zz") {
+            offsetSeconds = 0
+        } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+            let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+            index += 1
+            guard let offsetHours = number(2), expect(":"), let offsetMinutes = number(2),
+                (0...23).contains(offsetHours), (0...59).contains(offsetMinutes)
+            else { return nil }
+            offsetSeconds = sign * (offsetHours * 3600 + offsetMinutes * 60)
+        } else {
+            return nil
+        }
+        guard index == bytes.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        // 0001-01-01T00:00:00Z ... 9999-12-31T23:59:59.999999Z
+        guard seconds >= -62_135_596_800, seconds <= 253_402_300_799 else { return nil }
+        return Date(timeIntervalSince1970: Double(seconds) + Double(microseconds) / 1_000_000)
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    /// Days since 1970-01-01 in the proleptic Gregorian calendar.
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 }
 

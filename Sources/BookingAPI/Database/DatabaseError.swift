@@ -109,7 +109,7 @@ public enum DatabaseError: Error, CustomStringConvertible, Sendable {
         case "28P01", "28000", "3D000":
             // Wrong password, no such role, no such database: the operator's to fix.
             return .unavailable(.unreachable, reason: message)
-        case "42P01", "42703", "42883":
+        case "42P01", "42703":
             return .schemaNotMigrated(reason: message)
         case _ where state.hasPrefix("23"):
             return .constraint(sqlState: state, constraint: constraint)

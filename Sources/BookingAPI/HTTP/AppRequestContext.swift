@@ -16,12 +16,15 @@ public struct AppRequestContext: RequestContext {
     public let state: RequestState
     /// Set by `Authenticator` from the user's current row.
     public var identity: AuthenticatedUser?
+    /// The TCP peer's address (nil in router tests).
+    public let peerAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.requestID = ""
         self.state = RequestState()
         self.identity = nil
+        self.peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Bodies over 64 KiB are refused with 413.

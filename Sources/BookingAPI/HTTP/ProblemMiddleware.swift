@@ -10,6 +10,7 @@ import PostgresNIO
 extension HTTPField.Name {
     static let requestID = Self("X-Request-ID")!
     static let idempotencyKey = Self("Idempotency-Key")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
 }
 
 /// The outermost middleware: assigns the request id, turns every error into problem+json,

@@ -14,6 +14,9 @@ extension Request {
         } catch {
             throw ProblemError.badRequest("The body is not valid JSON")
         }
+        if let repeated = DuplicateKeyScanner.firstDuplicate(in: buffer.readableBytesView) {
+            throw ProblemError.badRequest("The body repeats the key '\(repeated)'")
+        }
         guard case .object(let object) = value else {
             throw ProblemError.badRequest("The body must be a JSON object")
         }

@@ -1,0 +1,41 @@
+import Foundation
+
+@testable import BookingAPI
+
+/// A PostgreSQL cluster of one test's own, to stop and restart without disturbing the others.
+struct PrivateCluster: Sendable {
+    let directory: String
+    let port: Int
+    let password: String
+
+    static let script = TestEnvironment.packageRoot.appendingPathComponent("scripts/pg-cluster").path
+
+    static func start() async throws -> PrivateCluster {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pg-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let port = try await freePort()
+        let initialised = try await runProgram(script, ["init", directory, String(port)], environment: ["PG_FAST": "1"])
+        guard initialised.status == 0 else { throw TestSetupError("initdb failed: \(initialised.output)") }
+        let cluster = PrivateCluster(directory: directory, port: port, password: UUID().uuidString.replacingOccurrences(of: "-", with: ""))
+        try await cluster.run("start")
+        // A constant statement with a password made here from a UUID.
+        let set = try await runProgram(script, ["psql", directory, "-d", "postgres", "-c", "ALTER ROLE postgres PASSWORD '\(cluster.password)'"])
+        guard set.status == 0 else { throw TestSetupError("cannot set the password: \(set.output)") }
+        return cluster
+    }
+
+    /// Over TCP with a password, as a deployment connects.
+    var url: DatabaseURL {
+        get throws { try DatabaseURL("postgres://postgres:\(password)@127.0.0.1:\(port)/postgres?sslmode=disable") }
+    }
+
+    func run(_ command: String, mode: String = "fast") async throws {
+        let result = try await runProgram(Self.script, [command, directory], environment: ["PG_STOP_MODE": mode])
+        guard result.status == 0 else { throw TestSetupError("pg-cluster \(command) failed: \(result.output)") }
+    }
+
+    func remove() async {
+        _ = try? await runProgram(Self.script, ["stop", directory], environment: ["PG_STOP_MODE": "immediate"])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
