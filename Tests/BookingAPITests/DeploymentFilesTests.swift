@@ -33,7 +33,7 @@ import Testing
         for executable in try executables {
             #expect(deploy.contains("show-bin-path)\"/\(executable)"), "deploy image lacks \(executable)")
         }
-        #expect(deploy.contains("USER booking"))
+        #expect(deploy.contains("USER 10001:10001"))
         #expect(deploy.contains("libargon2-1"))
         #expect(deploy.contains("COPY Migrations"))
         // The server refuses to start without its resource bundle beside the executable.
