@@ -15,4 +15,7 @@ COPY scripts ./scripts
 # DeploymentFilesTests reads the manifests and these Dockerfiles.
 COPY tools ./tools
 COPY docker ./docker
+# scripts/check-deploy needs a kubectl with Kustomize 5, which bookworm's archive does not carry
+# (its kubernetes-client is 1.20); CI's machine runs that step.
+ENV DEPLOY_CHECK=0
 CMD ["scripts/test"]
