@@ -43,14 +43,14 @@ public func buildApplication(
     guard Countries.load() != nil, OpenAPIDocument.load() != nil else {
         throw ConfigurationError(
             variable: "booking-api_BookingAPI.resources",
-            reason: "is missing beside the executable (it holds countries.tsv and openapi.json)"
+            reason: "is missing beside the executable (it holds countries.tsv, openapi.json and common-passwords.txt)"
         )
     }
     let services = try await AppServices(configuration, logger: logger)
     let limiter = ConnectionLimiter(limit: configuration.maxConnections)
     let readTimeout = configuration.httpReadTimeout
     return Application(
-        router: buildRouter(services),
+        router: HeadResponderBuilder(inner: buildRouter(services)),
         server: .http1(
             configuration: .init(
                 additionalChannelHandlers: [EdgeHandler(readTimeout: readTimeout, limiter: limiter, logger: logger)],

@@ -27,17 +27,9 @@ struct ProblemMiddleware: RouterMiddleware {
         context.requestID = requestID
         context.logger[metadataKey: "request_id"] = .string(requestID)
         let started = ContinuousClock.now
-        // HEAD is GET without the body (RFC 9110 §9.3.2).
-        let isHead = request.method == .head
-        var routed = request
-        if isHead {
-            var head = request.head
-            head.method = .get
-            routed = Request(head: head, body: request.body)
-        }
         var response: Response
         do {
-            response = try await next(routed, context)
+            response = try await next(request, context)
         } catch let error as HTTPParserError {
             // The client sent a body the parser refused, or went away mid-body. Either way the
             // connection is done; Hummingbird answers (if anyone is listening) and closes it.
@@ -45,7 +37,8 @@ struct ProblemMiddleware: RouterMiddleware {
             EdgeMetrics.abandoned.increment()
             context.logger.debug("request body not received", metadata: ["reason": .string("\(error)")])
             throw error
-        } catch let error as HTTPError where error.status == .notFound && context.endpointPath == nil {
+        } catch let error as HTTPError where error.status == .notFound && context.endpointPath == "NotFound" {
+            // The router matched no route for this method; another method may be served here.
             if let allowed = routes.allowedMethods(for: request.uri.path) {
                 response = ProblemError(
                     .methodNotAllowed,
@@ -57,11 +50,6 @@ struct ProblemMiddleware: RouterMiddleware {
             }
         } catch {
             response = Self.response(for: error, logger: context.logger)
-        }
-        if isHead {
-            let length = response.headers[.contentLength] ?? response.body.contentLength.map(String.init)
-            response.body = .init()
-            response.headers[.contentLength] = length
         }
         response.headers[.requestID] = requestID
         let elapsed = ContinuousClock.now - started
