@@ -63,7 +63,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("Resources/countries.tsv"), .copy("Resources/openapi.json")],
+            resources: [
+                .copy("Resources/countries.tsv"), .copy("Resources/openapi.json"), .copy("Resources/common-passwords.txt"),
+                .copy("Resources/common-passwords.README.md"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -40,7 +40,7 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let logger = logger ?? makeLogger(label: "booking-api", level: configuration.logLevel)
     // Fail at start-up, not on the first booking, when the resources were not deployed.
-    guard Countries.load() != nil, OpenAPIDocument.load() != nil else {
+    guard Countries.load() != nil, OpenAPIDocument.load() != nil, CommonPasswords.load() != nil else {
         throw ConfigurationError(
             variable: "booking-api_BookingAPI.resources",
             reason: "is missing beside the executable (it holds countries.tsv, openapi.json and common-passwords.txt)"
@@ -75,6 +75,7 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     router.add(middleware: ProblemMiddleware(routes: table))
 
     let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: users))
+    let accounts = AccountService(database: database, hasher: services.hasher, sessionLifetime: configuration.refreshTokenLifetimeSeconds)
     OperationsController(
         readiness: Readiness(connection: services.readinessConnection, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
     ).register(on: routes.publicRoutes())
@@ -83,7 +84,9 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
         hasher: services.hasher,
         tokens: services.tokens,
         throttle: LoginThrottle(database: database, baseBlockSeconds: configuration.loginThrottleBaseSeconds),
-        trustedProxies: configuration.trustedProxies
+        trustedProxies: configuration.trustedProxies,
+        sessions: SessionStore(database: database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)),
+        accounts: accounts
     ).register(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)
@@ -91,6 +94,9 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     BookingController(store: PostgresBookingStore(database: database)).register(
         userRoutes: routes.routes("booking", for: AnyAuthenticatedUser.self),
         adminRoutes: routes.routes("booking", for: AdminOnly.self)
+    )
+    UserController(accounts: accounts, audit: AuditStore(database: database)).register(
+        adminRoutes: routes.routes(for: AdminOnly.self)
     )
     table.record(router.routes)
     return router

@@ -54,7 +54,7 @@ extension ManagePasswordsCommand {
                     var text = String(decoding: input, as: UTF8.self)
                     if text.hasSuffix("\n") { text.removeLast() }
                     if text.hasSuffix("\r") { text.removeLast() }
-                    if let problem = PasswordPolicy.check(text) { throw CommandError(problem) }
+                    if let problem = PasswordPolicy.check(text, username: username) { throw CommandError("the password \(problem)") }
                     password = text
                 }
                 let file = try outputFile.map(CommandSupport.createPrivateFile)

@@ -108,6 +108,11 @@ import Testing
         let app = try await TestApp.make()
         try await app.createUser("quinn", role: .admin)
         let env = env(app.database)
+        // The last enabled admin cannot be disabled, here as over HTTP.
+        let last = try await runProgram("manage-passwords", ["disable", "quinn"], environment: env)
+        #expect(last.status == 1)
+        #expect(last.stderr.contains("no enabled admin"), "\(last.stderr)")
+        try await app.createUser("rhea", role: .admin)
         #expect(try await runProgram("manage-passwords", ["disable", "quinn"], environment: env).status == 0)
         let missing = try await runProgram("manage-passwords", ["disable", "nobody"], environment: env)
         #expect(missing.status == 1)

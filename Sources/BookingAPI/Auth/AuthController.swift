@@ -4,18 +4,23 @@ import Hummingbird
 import Logging
 import Metrics
 
-/// `POST /token`, `GET /me`, `GET /.well-known/jwks.json`.
+/// `POST /token` (password and refresh grants), `POST /token/revoke`, `POST /logout`, `GET /me`,
+/// `POST /me/password`, `GET /.well-known/jwks.json`.
 struct AuthController {
     let users: any UserStore
     let hasher: PasswordHasher
     let tokens: TokenService
     let throttle: LoginThrottle
     let trustedProxies: [IPNetwork]
+    let sessions: SessionStore
+    let accounts: AccountService
 
     struct TokenResponse: ResponseEncodable {
         let access_token: String
         let token_type: String
         let expires_in: Int
+        let refresh_token: String
+        let refresh_expires_in: Int
     }
 
     struct MeResponse: ResponseEncodable {
@@ -26,10 +31,13 @@ struct AuthController {
 
     func register(publicRoutes: RouterGroup<AppRequestContext>, userRoutes: RouterGroup<AuthorizedContext<AnyAuthenticatedUser>>) {
         publicRoutes.post("token") { request, context in try await self.token(request, context: context) }
+        publicRoutes.post("token/revoke") { request, context in try await self.revoke(request, context: context) }
         publicRoutes.get(".well-known/jwks.json") { _, _ in self.jwks() }
         userRoutes.get("me") { _, context in
             MeResponse(id: context.user.id, username: context.user.username, role: context.user.role)
         }
+        userRoutes.post("me/password") { request, context in try await self.changePassword(request, context: context) }
+        userRoutes.post("logout") { _, context in try await self.logout(context: context) }
     }
 
     func jwks() -> Response {
@@ -43,9 +51,19 @@ struct AuthController {
 
     func token(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await request.stringFields(context: context)
-        if let grant = fields["grant_type"], grant != "password" {
-            throw ProblemError.badRequest("grant_type must be password")
+        switch fields["grant_type"] {
+        case nil, "password":
+            return try await passwordGrant(fields, request: request, context: context)
+        case "refresh_token":
+            return try await refreshGrant(fields, request: request, context: context)
+        default:
+            var problem = ProblemError.badRequest("grant_type must be password or refresh_token")
+            problem.extensions["error"] = .string("unsupported_grant_type")
+            throw problem
         }
+    }
+
+    func passwordGrant(_ fields: [String: String], request: Request, context: AppRequestContext) async throws -> Response {
         var missing: [FieldError] = []
         if (fields["username"] ?? "").isEmpty { missing.append(.init(field: "username", message: "is required")) }
         if (fields["password"] ?? "").isEmpty { missing.append(.init(field: "password", message: "is required")) }
@@ -55,6 +73,25 @@ struct AuthController {
         guard missing.isEmpty, let username = fields["username"], let password = fields["password"] else {
             throw ProblemError.invalid(missing)
         }
+        let user = try await checkPassword(username: username, password: password, request: request, context: context)
+        guard !user.disabled else {
+            Self.count("disabled")
+            throw ProblemError.forbidden("This account is disabled")
+        }
+        if hasher.needsRehash(user.passwordHash) {
+            // Same password, stronger parameters; a busy pool just leaves it for next time.
+            if let stronger = try? await hasher.hash(password) {
+                try await users.upgradeHash(id: user.id, from: user.passwordHash, to: stronger, logger: context.logger)
+            }
+        }
+        let session = try await sessions.start(userID: user.id, tokenVersion: user.tokenVersion, logger: context.logger)
+        Self.count("success")
+        return try await tokenAnswer(user: user, session: session, request: request, context: context)
+    }
+
+    /// Admits, checks and counts one password attempt for `username` (the throttle, the hash,
+    /// the failure count). Throws 429, 401 or 503; returns the user when the password is right.
+    func checkPassword(username: String, password: String, request: Request, context: some RequestContext & HasPeerAddress) async throws -> UserRecord {
         let logger = context.logger
         // Any text may arrive as a username; the throttle keys on at most 256 characters of it
         // (the column's limit), so an absurd name is throttled, not a database error.
@@ -99,20 +136,14 @@ struct AuthController {
         } catch {
             logger.warning("could not clear the login throttle after a successful login", metadata: ["error": .string("\(type(of: error))")])
         }
-        guard !user.disabled else {
-            Self.count("disabled")
-            throw ProblemError.forbidden("This account is disabled")
-        }
-        if hasher.needsRehash(user.passwordHash) {
-            // Same password, stronger parameters; a busy pool just leaves it for next time.
-            if let stronger = try? await hasher.hash(password) {
-                try await users.upgradeHash(id: user.id, from: user.passwordHash, to: stronger, logger: logger)
-            }
-        }
+        return user
+    }
+
+    func tokenAnswer(user: UserRecord, session: SessionStore.Issued, request: Request, context: some RequestContext) async throws -> Response {
         let issued = try await tokens.issue(userID: user.id, username: user.username, role: user.role, tokenVersion: user.tokenVersion)
-        Self.count("success")
         var response = try context.responseEncoder.encode(
-            TokenResponse(access_token: issued.token, token_type: "bearer", expires_in: issued.expiresIn),
+            TokenResponse(access_token: issued.token, token_type: "bearer", expires_in: issued.expiresIn,
+                          refresh_token: session.token, refresh_expires_in: session.expiresIn),
             from: request,
             context: context
         )
@@ -121,7 +152,94 @@ struct AuthController {
         return response
     }
 
+    /// RFC 6749 §6. No password hash: a refresh is database work only.
+    func refreshGrant(_ fields: [String: String], request: Request, context: AppRequestContext) async throws -> Response {
+        guard let token = fields["refresh_token"], (1...512).contains(token.count) else {
+            throw Self.invalidGrant("refresh_token is required")
+        }
+        switch try await sessions.refresh(token, logger: context.logger) {
+        case .rotated(let session, let user):
+            SessionMetrics.refresh("success")
+            return try await tokenAnswer(user: user, session: session, request: request, context: context)
+        case .refused(let reason):
+            SessionMetrics.refresh(reason)
+            if reason == "reused" {
+                SessionMetrics.revocation("reuse_detected")
+                context.logger.warning("a spent refresh token was presented again; its session is revoked")
+            }
+            throw Self.invalidGrant("The refresh token is invalid, expired or revoked")
+        }
+    }
+
+    static func invalidGrant(_ detail: String) -> ProblemError {
+        var problem = ProblemError(.unauthorized, detail: detail, headers: [.wwwAuthenticate: "Bearer", .cacheControl: "no-store"])
+        problem.extensions["error"] = .string("invalid_grant")
+        return problem
+    }
+
+    /// RFC 7009: always 200 once the request is well-formed, whatever the token was.
+    func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let fields = try await request.stringFields(context: context)
+        guard let token = fields["token"], !token.isEmpty else {
+            var problem = ProblemError.badRequest("token is required")
+            problem.extensions["error"] = .string("invalid_request")
+            throw problem
+        }
+        if token.count <= 512, try await sessions.revoke(token, logger: context.logger) {
+            SessionMetrics.revocation("revoked")
+        }
+        var response = Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    func logout(context: AuthorizedContext<AnyAuthenticatedUser>) async throws -> Response {
+        try await accounts.logout(userID: context.user.id, actor: context.user.auditActor(context.requestID), logger: context.logger)
+        SessionMetrics.revocation("logout")
+        return Response(status: .noContent)
+    }
+
+    func changePassword(_ request: Request, context: AuthorizedContext<AnyAuthenticatedUser>) async throws -> Response {
+        let body = try await request.jsonObject(context: context)
+        var reader = FieldReader(body, allowed: ["current_password", "new_password"])
+        var current: String?
+        var new: String?
+        for (key, target) in [("current_password", 0), ("new_password", 1)] {
+            guard let value = body[key], value != .null else {
+                reader.fail(key, "is required")
+                continue
+            }
+            guard case .string(let text) = value, !text.unicodeScalars.contains("\u{0}") else {
+                reader.fail(key, "must be a string")
+                continue
+            }
+            if target == 0 { current = text } else { new = text }
+        }
+        guard reader.errors.isEmpty, let current, let new else { throw ProblemError.invalid(reader.errors) }
+        // A wrong current password counts as a failed login.
+        let user = try await checkPassword(username: context.user.username, password: current, request: request, context: context)
+        do {
+            let (updated, session) = try await accounts.changeOwnPassword(user: user, to: new, actor: context.user.auditActor(context.requestID), logger: context.logger)
+            return try await tokenAnswer(user: updated, session: session, request: request, context: context)
+        } catch AccountError.invalid(let errors) {
+            throw ProblemError.invalid(errors)
+        }
+    }
+
     static func count(_ outcome: String) {
         Counter(label: MetricNames.logins, dimensions: [("outcome", outcome)]).increment()
     }
+}
+
+/// Contexts that know the TCP peer's address.
+protocol HasPeerAddress {
+    var peerAddress: String? { get }
+}
+
+extension AppRequestContext: HasPeerAddress {}
+
+extension AuthorizedContext: HasPeerAddress {}
+
+extension AuthenticatedUser {
+    func auditActor(_ requestID: String) -> AuditActor { AuditActor(name: username, userID: id, requestID: requestID) }
 }

@@ -20,6 +20,7 @@ public struct AuthorizedContext<Policy: AccessPolicy>: ChildRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let user: AuthenticatedUser
     public let requestID: String
+    public let peerAddress: String?
 
     public init(context: AppRequestContext) throws {
         guard let user = context.identity else {
@@ -31,6 +32,7 @@ public struct AuthorizedContext<Policy: AccessPolicy>: ChildRequestContext {
         self.coreContext = context.coreContext
         self.user = user
         self.requestID = context.requestID
+        self.peerAddress = context.peerAddress
     }
 
     public var maxUploadSize: Int { RequestLimits.maxBodyBytes }

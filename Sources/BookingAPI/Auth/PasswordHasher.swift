@@ -105,21 +105,6 @@ extension PasswordHashingConfiguration {
 }
 
 /// Passwords that people choose or that a pipeline supplies.
-public enum PasswordPolicy {
-    public static let lengths = 12...1024
-
-    public static func check(_ password: String) -> String? {
-        lengths.contains(password.count) ? nil : "a password must be \(lengths.lowerBound)–\(lengths.upperBound) characters"
-    }
-
-    /// 24 characters from an alphabet without look-alikes, from the system's CSPRNG.
-    public static func generate(length: Int = 24) -> String {
-        let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_")
-        var generator = SystemRandomNumberGenerator()
-        return String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
-    }
-}
-
 extension PasswordHasher {
     /// Hashes per second with the configured parameters on every pool thread, through the same
     /// library call as logins: the ceiling `scripts/bench` compares `POST /token` with.

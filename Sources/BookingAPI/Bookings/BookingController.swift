@@ -46,7 +46,7 @@ struct BookingController {
         }
         let submission = try BookingValidation.submission(body)
         do {
-            let result = try await store.submit(submission, by: context.user.actor, idempotency: idempotency, logger: context.logger)
+            let result = try await store.submit(submission, by: context.user.actor(requestID: context.requestID), idempotency: idempotency, logger: context.logger)
             let id = result.booking.id
             return EditedResponse(
                 status: result.replayed ? .ok : .created,
@@ -79,7 +79,7 @@ struct BookingController {
     func decide(_ decision: Decision, _ request: Request, context: AuthorizedContext<AdminOnly>) async throws -> Booking {
         let (id, note) = try BookingValidation.decision(try await request.jsonObject(context: context))
         do {
-            return try await store.decide(id: id, decision, note: note, by: context.user.actor, logger: context.logger)
+            return try await store.decide(id: id, decision, note: note, by: context.user.actor(requestID: context.requestID), logger: context.logger)
         } catch let error as BookingStoreError {
             throw Self.problem(error, id: id)
         }
@@ -88,7 +88,7 @@ struct BookingController {
     func delete(context: AuthorizedContext<AdminOnly>) async throws -> Booking {
         let id = try Self.id(context.parameters)
         do {
-            return try await store.delete(id: id, by: context.user.actor, logger: context.logger)
+            return try await store.delete(id: id, by: context.user.actor(requestID: context.requestID), logger: context.logger)
         } catch let error as BookingStoreError {
             throw Self.problem(error, id: id)
         }
@@ -164,5 +164,5 @@ struct BookingController {
 }
 
 extension AuthenticatedUser {
-    var actor: Actor { Actor(id: id, username: username) }
+    func actor(requestID: String) -> Actor { Actor(id: id, username: username, requestID: requestID) }
 }

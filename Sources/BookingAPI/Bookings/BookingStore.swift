@@ -5,6 +5,10 @@ import Logging
 public struct Actor: Sendable {
     public let id: Int64
     public let username: String
+    /// The request that acts, for the audit trail.
+    public var requestID: String? = nil
+
+    var audit: AuditActor { AuditActor(name: username, userID: id, requestID: requestID) }
 }
 
 public struct BookingFilter: Sendable, Equatable {

@@ -85,7 +85,10 @@ enum BookingValidation {
         var eventTime: Date?
         if let text = reader.string("event_time", lengths: 1...64) {
             if let date = RFC3339.parse(text) {
-                if date > now { eventTime = date } else { reader.fail("event_time", "must be in the future") }
+                // Whole seconds only: what is stored is then exactly what every answer shows.
+                if date.timeIntervalSince1970.rounded(.down) != date.timeIntervalSince1970 {
+                    reader.fail("event_time", "must be whole seconds (no fraction of a second)")
+                } else if date > now { eventTime = date } else { reader.fail("event_time", "must be in the future") }
             } else {
                 reader.fail("event_time", "must be an RFC 3339 date-time with a time-zone offset")
             }

@@ -180,7 +180,10 @@ public struct PostgresBookingStore: BookingStore {
 
     // MARK: - Helpers
 
+    static let auditActions = ["submit": "booking.submitted", "accept": "booking.accepted", "reject": "booking.rejected", "delete": "booking.deleted"]
+
     static func record(_ bookingID: Int64, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
+        try await Audit.record(auditActions[action] ?? "booking.\(action)", target: .booking, id: bookingID, actor: actor.audit, note: note, on: connection, logger: logger)
         try await drain(
             """
             INSERT INTO booking_events (booking_id, action, actor, actor_id, note)

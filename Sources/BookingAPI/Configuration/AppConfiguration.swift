@@ -30,6 +30,8 @@ public struct AppConfiguration: Sendable {
     public var maxConnections: Int = AppConfiguration.defaultMaxConnections
     /// SIGTERM: in-flight requests get this long; then the process exits whatever is stuck.
     public var shutdownGrace: Duration = .seconds(10)
+    /// How long a refresh token stays valid.
+    public var refreshTokenLifetimeSeconds: Int = 1_209_600
     /// Peers whose `X-Forwarded-For` is believed (the load balancers).
     public var trustedProxies: [IPNetwork] = []
 
@@ -66,7 +68,7 @@ public struct AppConfiguration: Sendable {
         "APP_ENV", "HOST", "PORT", "MIGRATIONS_DIR", "LOG_LEVEL", "LOG_FORMAT", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS",
         "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS", "DATABASE_POOL_SIZE",
         "DATABASE_TIMEOUT_SECONDS", "HTTP_IDLE_TIMEOUT_SECONDS", "HTTP_READ_TIMEOUT_SECONDS", "MAX_CONNECTIONS",
-        "SHUTDOWN_GRACE_SECONDS", "TRUSTED_PROXIES",
+        "SHUTDOWN_GRACE_SECONDS", "TRUSTED_PROXIES", "REFRESH_TOKEN_TTL_SECONDS",
     ]
 
     /// Below the process's open-file limit, leaving room for PostgreSQL connections and logs.
@@ -123,6 +125,7 @@ public struct AppConfiguration: Sendable {
         configuration.httpIdleTimeout = .seconds(try reader.integer("HTTP_IDLE_TIMEOUT_SECONDS", default: 60, range: 1...3600))
         configuration.httpReadTimeout = .seconds(try reader.integer("HTTP_READ_TIMEOUT_SECONDS", default: 10, range: 1...600))
         configuration.maxConnections = try reader.integer("MAX_CONNECTIONS", default: defaultMaxConnections, range: 1...1_000_000)
+        configuration.refreshTokenLifetimeSeconds = try reader.integer("REFRESH_TOKEN_TTL_SECONDS", default: 1_209_600, range: 60...31_536_000)
         configuration.shutdownGrace = .seconds(try reader.integer("SHUTDOWN_GRACE_SECONDS", default: 10, range: 1...600))
         if let text = try reader.value("TRUSTED_PROXIES") {
             configuration.trustedProxies = try text.split(separator: ",").map { item throws(ConfigurationError) in

@@ -3,9 +3,13 @@ import Hummingbird
 
 extension Request {
     /// The body as a JSON object. Wrong content type or malformed JSON is 400, over 64 KiB 413.
-    func jsonObject(context: some RequestContext) async throws -> [String: JSONValue] {
-        guard let type = headers[.contentType], MediaType(from: type)?.isType(.applicationJson) == true else {
-            throw ProblemError.badRequest("Content-Type must be application/json")
+    /// With `mergePatch`, `application/merge-patch+json` (RFC 7396) is accepted too.
+    func jsonObject(context: some RequestContext, mergePatch: Bool = false) async throws -> [String: JSONValue] {
+        let type = headers[.contentType].flatMap(MediaType.init(from:))
+        let isJSON = type?.isType(.applicationJson) == true
+        let isMergePatch = mergePatch && type?.type == .application && type?.subType == "merge-patch+json"
+        guard isJSON || isMergePatch else {
+            throw ProblemError.badRequest(mergePatch ? "Content-Type must be application/merge-patch+json or application/json" : "Content-Type must be application/json")
         }
         let buffer = try await body.collect(upTo: context.maxUploadSize)
         let value: JSONValue

@@ -39,6 +39,8 @@ public enum MetricNames {
     public static let databaseConnectionsInUse = "db_pool_connections_in_use"
     public static let schemaCurrent = "schema_migrations_current"
     public static let databaseFailures = "db_failures_total"
+    public static let tokenRefreshes = "token_refreshes_total"
+    public static let sessionRevocations = "session_revocations_total"
     public static let connectionsClosed = "http_connections_closed_total"
     public static let requestsAbandoned = "http_requests_abandoned_total"
     public static let databasePoolReplacements = "db_pool_replacements_total"

@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The operations behind `manage-passwords`, on the same store and hasher as the server.
+/// The operations behind `manage-passwords`: the server's `AccountService` (same rules, same
+/// audit trail, actor `manage-passwords`) on the same database layer.
 public struct UserAdministration: Sendable {
+    let accounts: AccountService
     let store: any UserStore
-    let hasher: PasswordHasher
     let logger: Logger
 
     /// Connects with `DATABASE_URL`, runs `body`, and shuts everything down.
@@ -15,7 +16,9 @@ public struct UserAdministration: Sendable {
         let hasher = PasswordHasher(configuration: try PasswordHashingConfiguration.load(from: EnvironmentReader()))
         do {
             let result = try await withDatabase(url, logger: logger) { database in
-                try await body(UserAdministration(store: PostgresUserStore(database: database), hasher: hasher, logger: logger))
+                try await body(UserAdministration(
+                    accounts: AccountService(database: database, hasher: hasher), store: PostgresUserStore(database: database), logger: logger
+                ))
             }
             try await hasher.shutdown()
             return result
@@ -25,32 +28,25 @@ public struct UserAdministration: Sendable {
         }
     }
 
-    public func setPassword(username: String, role: Role?, password: String) async throws -> (user: UserRecord, created: Bool) {
-        if role == nil, try await store.find(username: username, logger: logger) == nil {
+    public func setPassword(username: String, role: Role?, password: String) async throws -> (user: UserView, created: Bool) {
+        do {
+            return try await accounts.setPassword(username: username, role: role, password: password, actor: .managePasswords, logger: logger)
+        } catch AccountError.notFound {
             throw CommandError("\(username) does not exist; give --role to create it")
         }
-        let hash = try await hasher.hash(password)
-        return try await store.setPassword(username: username, role: role, passwordHash: hash, logger: logger)
     }
 
     /// New random passwords for every entry, stored in one transaction.
     public func rotate(_ entries: [(username: String, role: Role)]) async throws -> [(username: String, password: String)] {
-        var passwords: [(username: String, password: String)] = []
-        var rows: [(username: String, role: Role, passwordHash: String)] = []
-        for entry in entries {
-            let password = PasswordPolicy.generate()
-            passwords.append((entry.username, password))
-            rows.append((entry.username, entry.role, try await hasher.hash(password)))
-        }
-        try await store.setPasswords(rows, logger: logger)
-        return passwords
+        try await accounts.rotate(entries, actor: .managePasswords, logger: logger)
     }
 
-    public func setDisabled(username: String, disabled: Bool) async throws -> UserRecord {
-        guard let user = try await store.setDisabled(username: username, disabled: disabled, logger: logger) else {
+    public func setDisabled(username: String, disabled: Bool) async throws -> UserView {
+        do {
+            return try await accounts.setDisabled(username: username, disabled: disabled, actor: .managePasswords, logger: logger)
+        } catch AccountError.notFound {
             throw CommandError("no user named \(username)")
         }
-        return user
     }
 
     public func list() async throws -> [UserSummary] {

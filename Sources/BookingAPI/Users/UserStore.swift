@@ -7,11 +7,6 @@ import PostgresNIO
 public protocol UserStore: Sendable {
     func find(id: Int64, logger: Logger) async throws -> UserRecord?
     func find(username: String, logger: Logger) async throws -> UserRecord?
-    /// Creates the user or replaces its password (and role when given).
-    func setPassword(username: String, role: Role?, passwordHash: String, logger: Logger) async throws -> (user: UserRecord, created: Bool)
-    /// Replaces many passwords in one transaction: all or nothing.
-    func setPasswords(_ entries: [(username: String, role: Role, passwordHash: String)], logger: Logger) async throws
-    func setDisabled(username: String, disabled: Bool, logger: Logger) async throws -> UserRecord?
     /// Re-hash of the same password with stronger parameters: tokens stay valid.
     func upgradeHash(id: Int64, from oldHash: String, to newHash: String, logger: Logger) async throws
     func list(logger: Logger) async throws -> [UserSummary]
@@ -35,52 +30,6 @@ public struct PostgresUserStore: UserStore {
     public func find(username: String, logger: Logger) async throws -> UserRecord? {
         try await one(
             "SELECT id, username, password_hash, role, disabled, token_version, password_changed_at FROM users WHERE username = \(username)",
-            logger: logger
-        )
-    }
-
-    public func setPassword(username: String, role: Role?, passwordHash: String, logger: Logger) async throws -> (user: UserRecord, created: Bool) {
-        try await database.withConnection(logger: logger) { connection in
-            try await Self.upsert(username: username, role: role, passwordHash: passwordHash, on: connection, logger: logger)
-        }
-    }
-
-    public func setPasswords(_ entries: [(username: String, role: Role, passwordHash: String)], logger: Logger) async throws {
-        try await database.transaction(logger: logger) { connection in
-            for entry in entries {
-                _ = try await Self.upsert(username: entry.username, role: entry.role, passwordHash: entry.passwordHash, on: connection, logger: logger)
-            }
-        }
-    }
-
-    static func upsert(username: String, role: Role?, passwordHash: String, on connection: PostgresConnection, logger: Logger) async throws -> (user: UserRecord, created: Bool) {
-        // A new user needs a role; `xmax = 0` tells an insert from an update.
-        let rows = try await connection.query(
-            """
-            INSERT INTO users AS u (username, password_hash, role)
-            VALUES (\(username), \(passwordHash), COALESCE(\(role?.rawValue), 'requester'))
-            ON CONFLICT (username) DO UPDATE SET
-                password_hash = EXCLUDED.password_hash,
-                role = COALESCE(\(role?.rawValue), u.role),
-                token_version = u.token_version + 1,
-                password_changed_at = now()
-            RETURNING id, username, password_hash, role, disabled, token_version, password_changed_at, (xmax = 0)
-            """,
-            logger: logger
-        )
-        for try await (id, name, hash, roleText, disabled, version, changed, inserted) in rows.decode((Int64, String, String, String, Bool, Int, Date, Bool).self) {
-            return (UserRecord(id: id, username: name, passwordHash: hash, role: Role(rawValue: roleText) ?? .requester, disabled: disabled, tokenVersion: version, passwordChangedAt: changed), inserted)
-        }
-        throw PostgresStoreError.noRow
-    }
-
-    public func setDisabled(username: String, disabled: Bool, logger: Logger) async throws -> UserRecord? {
-        try await one(
-            """
-            UPDATE users SET disabled = \(disabled), token_version = token_version + 1
-            WHERE username = \(username)
-            RETURNING id, username, password_hash, role, disabled, token_version, password_changed_at
-            """,
             logger: logger
         )
     }

@@ -48,9 +48,13 @@ struct TestApp {
     func createUser(_ username: String, role: Role, password: String = "correct horse battery") async throws -> UserRecord {
         let hasher = PasswordHasher(configuration: configuration.hashing)
         defer { Task { try? await hasher.shutdown() } }
-        let hash = try await hasher.hash(password)
         return try await database.withDatabase { database in
-            try await PostgresUserStore(database: database).setPassword(username: username, role: role, passwordHash: hash, logger: TestEnvironment.logger).user
+            _ = try await AccountService(database: database, hasher: hasher)
+                .setPassword(username: username, role: role, password: password, actor: .managePasswords, logger: TestEnvironment.logger)
+            guard let user = try await PostgresUserStore(database: database).find(username: username, logger: TestEnvironment.logger) else {
+                throw TestSetupError("\(username) was not created")
+            }
+            return user
         }
     }
 }
