@@ -58,7 +58,10 @@ public func buildApplication(
             )
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [services.pool, services.readinessConnection, services.hasher],
+        services: [
+            services.pool, services.readinessConnection, services.hasher,
+            SessionPruner(sessions: SessionStore(database: services.database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)), logger: logger),
+        ],
         logger: logger
     )
 }
