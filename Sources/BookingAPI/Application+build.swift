@@ -126,7 +126,9 @@ public func runServer(_ configuration: AppConfiguration) async throws {
         logger: logger
     )
     group.maximumGracefulShutdownDuration = configuration.shutdownGrace
-    group.maximumCancellationDuration = .seconds(1)
+    // No maximumCancellationDuration: past it ServiceLifecycle calls fatalError; the watchdog
+    // ends the process instead.
+    group.maximumCancellationDuration = nil
     try await ServiceGroup(configuration: group).run()
 }
 

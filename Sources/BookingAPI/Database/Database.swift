@@ -79,7 +79,8 @@ public struct Database: Sendable {
     ) async throws -> T {
         let slot = ConnectionSlot()
         do {
-            return try await withDeadline(timeout, slot: slot) { try await work(slot) }
+            let pool = self.pool
+            return try await withDeadline(timeout, slot: slot, abandoned: { pool.reportLostLease() }) { try await work(slot) }
         } catch is DeadlineExceeded {
             pool.reportFailure()
             DatabaseMetrics.failure(.timeout).increment()

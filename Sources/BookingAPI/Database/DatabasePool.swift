@@ -35,6 +35,9 @@ public final class DatabasePool: Service, Sendable {
 
     private let state: Mutex<State>
     private let degraded = Atomic<Bool>(false)
+    /// An operation never returned its lease (see `withDeadline`): the pool has lost capacity
+    /// and is replaced once PostgreSQL answers.
+    private let leaseLost = Atomic<Bool>(false)
     private let wake: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
 
@@ -59,18 +62,24 @@ public final class DatabasePool: Service, Sendable {
         }
     }
 
+    func reportLostLease() {
+        leaseLost.store(true, ordering: .relaxed)
+        reportFailure()
+        // The failure may have been reported (and recovered from) before the lease was lost.
+        wakeContinuation.yield()
+    }
+
     public func run() async {
-        let first = state.withLock { state in
+        state.withLock { state in
             let client = state.client
             state.running.append(Task { await client.run() })
-            return client
         }
-        _ = first
         await withGracefulShutdownHandler {
             for await _ in wake {
                 await recover()
             }
         } onGracefulShutdown: {
+            self.state.withLock { $0.stopped = true }
             self.wakeContinuation.finish()
         }
         wakeContinuation.finish()
@@ -79,14 +88,19 @@ public final class DatabasePool: Service, Sendable {
             return state.running
         }
         for task in tasks { task.cancel() }
-        for task in tasks { await task.value }
+        // A pool with a lost lease may never finish shutting down; give it a moment, no more.
+        _ = try? await withDeadline(.seconds(2), slot: ConnectionSlot()) {
+            for task in tasks { await task.value }
+        }
     }
 
     /// Waits until PostgreSQL accepts a connection, then keeps or replaces the pool.
     private func recover() async {
         while !Task.isCancelled, !isStopped {
             if await probe() {
-                if await poolWorks() {
+                if leaseLost.exchange(false, ordering: .relaxed) {
+                    replace()
+                } else if await poolWorks() {
                     logger.info("database pool recovered")
                 } else {
                     replace()

@@ -16,38 +16,103 @@ final class ConnectionSlot: Sendable {
     }
 }
 
-private enum DeadlineOutcome<T: Sendable>: Sendable {
-    case finished(T)
-    case timedOut
-}
-
 /// The deadline passed.
 struct DeadlineExceeded: Error {}
 
-/// Runs `operation`; at `timeout` closes the connection in `slot` and cancels the operation.
+/// Resumes a continuation once, from whichever side gets there first.
+private final class FirstAnswer<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var answered = false
+        var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+    /// The operation itself has ended (whoever answered).
+    let finished = Atomic<Bool>(false)
+
+    /// Stores the continuation; false when an answer (cancellation) came first.
+    func wait(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        state.withLock { state in
+            if state.answered {
+                continuation.resume(throwing: CancellationError())
+                return false
+            }
+            state.continuation = continuation
+            return true
+        }
+    }
+
+    func attach(work: Task<Void, Never>, timer: Task<Void, Never>) {
+        let cancel = state.withLock { state -> Bool in
+            state.work = work
+            state.timer = timer
+            return state.answered
+        }
+        if cancel {
+            work.cancel()
+            timer.cancel()
+        }
+    }
+
+    /// True for the first answer only.
+    @discardableResult
+    func answer(_ result: Result<T, any Error>) -> Bool {
+        let (continuation, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard !state.answered else { return (nil, nil) }
+            state.answered = true
+            defer { state.continuation = nil }
+            return (state.continuation, state.timer)
+        }
+        guard let continuation else { return false }
+        timer?.cancel()
+        continuation.resume(with: result)
+        return true
+    }
+
+    func cancelWork() {
+        state.withLock { $0.work }?.cancel()
+    }
+}
+
+/// Runs `operation`; at `timeout` closes the connection in `slot`, cancels the operation and
+/// answers `DeadlineExceeded` at once.
 ///
-/// A task-group timeout alone would wait for a child that ignores cancellation (a statement on
-/// a partitioned connection does). Here every await inside responds: a lease is cancellable, a
-/// connect has its own deadline, and a statement fails as soon as its channel is closed.
+/// It does not wait for the operation to end. A task-group timeout would: and a statement
+/// written to a connection PostgreSQL closed at that instant is never answered by postgres-nio
+/// (its promise is dropped with the channel), so the request would hang for good. An operation
+/// still running a second after its deadline is reported to `abandoned`; its pool lease is then
+/// lost, which `DatabasePool` repairs by replacing the pool once PostgreSQL answers.
 func withDeadline<T: Sendable>(
     _ timeout: Duration,
     slot: ConnectionSlot,
+    abandoned: @escaping @Sendable () -> Void = {},
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: DeadlineOutcome<T>.self) { group in
-        group.addTask { .finished(try await operation()) }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return .timedOut
+    let first = FirstAnswer<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            guard first.wait(continuation) else { return }
+            let work = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await operation()) } catch { result = .failure(error) }
+                first.finished.store(true, ordering: .releasing)
+                first.answer(result)
+            }
+            let timer = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                guard first.answer(.failure(DeadlineExceeded())) else { return }
+                slot.close()
+                work.cancel()
+                try? await Task.sleep(for: .seconds(1))
+                if !first.finished.load(ordering: .acquiring) { abandoned() }
+            }
+            first.attach(work: work, timer: timer)
         }
-        defer { group.cancelAll() }
-        switch try await group.next()! {
-        case .finished(let value):
-            return value
-        case .timedOut:
-            slot.close()
-            throw DeadlineExceeded()
-        }
+    } onCancel: {
+        first.answer(.failure(CancellationError()))
+        first.cancelWork()
     }
 }
 
