@@ -11,7 +11,7 @@ public func withPostgresClient<T: Sendable>(
     _ body: @escaping @Sendable (PostgresClient) async throws -> T
 ) async throws -> T {
     try await probe(url, logger: logger, timeout: connectTimeout)
-    let client = PostgresClient(configuration: url.clientConfiguration(connectTimeout: connectTimeout), backgroundLogger: logger)
+    let client = PostgresClient(configuration: url.clientConfiguration(connectTimeout: connectTimeout), backgroundLogger: quiet(logger))
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             await client.run()
@@ -70,7 +70,7 @@ public func withDatabase<T: Sendable>(
     let pool = DatabasePool(
         configuration: url.clientConfiguration(connectTimeout: connectTimeout),
         probe: try url.connectionConfiguration(connectTimeout: connectTimeout),
-        logger: logger
+        logger: quiet(logger)
     )
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
@@ -80,4 +80,12 @@ public func withDatabase<T: Sendable>(
         defer { group.cancelAll() }
         return try await body(Database(pool: pool, timeout: timeout))
     }
+}
+
+/// A one-shot program's pool logs errors only: its operator reads one line per failure, and the
+/// pool's own warnings (a lease asked for while `run()` is still starting) are noise there.
+private func quiet(_ logger: Logger) -> Logger {
+    var logger = logger
+    logger.logLevel = max(logger.logLevel, .error)
+    return logger
 }

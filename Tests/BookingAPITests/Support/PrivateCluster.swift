@@ -16,6 +16,12 @@ struct PrivateCluster: Sendable {
         let port = try await freePort()
         let initialised = try await runProgram(script, ["init", directory, String(port)], environment: ["PG_FAST": "1"])
         guard initialised.status == 0 else { throw TestSetupError("initdb failed: \(initialised.output)") }
+        // PG_FAST turns fsync and synchronous_commit off. fsync off survives a restart of the
+        // server process (the page cache stays), but synchronous_commit off acknowledges commits
+        // before their WAL is written, which an immediate restart loses: turn it back on.
+        let config = "\(directory)/data/postgresql.conf"
+        let appended = try await runProgram("/bin/sh", ["-c", "echo 'synchronous_commit = on' >> \(config)"])
+        guard appended.status == 0 else { throw TestSetupError("cannot configure the cluster: \(appended.output)") }
         let cluster = PrivateCluster(directory: directory, port: port, password: UUID().uuidString.replacingOccurrences(of: "-", with: ""))
         try await cluster.run("start")
         // A constant statement with a password made here from a UUID.
