@@ -352,3 +352,17 @@ enum TokenForge {
         }
     }
 }
+
+@Suite struct FirstLoginTests {
+    /// The dummy hash that unknown usernames are checked against is made before serving, so the
+    /// first such login costs what every other does (no first-use setup on that path).
+    @Test func theDummyHashExistsBeforeTheFirstRequest() async throws {
+        let app = try await TestApp.make()
+        let services = try await AppServices(app.configuration, logger: TestEnvironment.logger)
+        #expect(services.hasher.hasDummyHash)
+        try await services.hasher.shutdown()
+        let fresh = PasswordHasher(configuration: app.configuration.hashing)
+        #expect(!fresh.hasDummyHash)
+        try await fresh.shutdown()
+    }
+}

@@ -37,6 +37,10 @@ public final class PasswordHasher: Service, Sendable {
         try await run { Argon2.verify(password, encoded: encoded) }
     }
 
+    /// Whether `prepare()` has made the dummy hash (the first unknown-user login would otherwise
+    /// pay for it).
+    var hasDummyHash: Bool { dummyHash.withLock { $0 != nil } }
+
     /// Makes the dummy hash, on the pool. `buildApplication` awaits it before serving.
     public func prepare() async throws {
         guard dummyHash.withLock({ $0 }) == nil else { return }
