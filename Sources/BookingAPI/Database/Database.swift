@@ -63,8 +63,8 @@ public struct Database: Sendable {
 
     private func leased<T: Sendable>(slot: ConnectionSlot, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         let client = pool.client
-        PoolUsage.gauge.record(PoolUsage.inUse.wrappingAdd(1, ordering: .relaxed).newValue)
-        defer { PoolUsage.gauge.record(PoolUsage.inUse.wrappingSubtract(1, ordering: .relaxed).newValue) }
+        slot.count()
+        defer { slot.uncount() }
         return try await client.withConnection { connection in
             slot.hold(connection)
             defer { slot.release() }

@@ -1,10 +1,25 @@
 import Foundation
+import Metrics
 import PostgresNIO
 import Synchronization
 
 /// The connection an operation holds, so that a deadline can close it.
 final class ConnectionSlot: Sendable {
     private let connection = Mutex<PostgresConnection?>(nil)
+    /// The lease is counted in `db_pool_connections_in_use`; uncounted once, by whoever ends
+    /// it first: the operation, or the deadline that abandons it.
+    private let counted = Atomic<Bool>(false)
+
+    func count() {
+        counted.store(true, ordering: .relaxed)
+        PoolUsage.gauge.record(PoolUsage.inUse.wrappingAdd(1, ordering: .relaxed).newValue)
+    }
+
+    func uncount() {
+        if counted.exchange(false, ordering: .relaxed) {
+            PoolUsage.gauge.record(PoolUsage.inUse.wrappingSubtract(1, ordering: .relaxed).newValue)
+        }
+    }
 
     func hold(_ held: PostgresConnection) { connection.withLock { $0 = held } }
     func release() { connection.withLock { $0 = nil } }
@@ -104,6 +119,7 @@ func withDeadline<T: Sendable>(
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 guard first.answer(.failure(DeadlineExceeded())) else { return }
                 slot.close()
+                slot.uncount()
                 work.cancel()
                 try? await Task.sleep(for: .seconds(1))
                 if !first.finished.load(ordering: .acquiring) { abandoned() }
