@@ -20,27 +20,16 @@ struct UserController {
         }
     }
 
+    /// The user, plus the generated password when there is one (shown this once).
     struct Created: ResponseEncodable {
-        let id: Int64
-        let username: String
-        let role: Role
-        let disabled: Bool
-        let created_at: Date
-        let password_changed_at: Date
-        let last_login_at: Date?
+        let user: UserView
         let password: String?
 
-        enum CodingKeys: String, CodingKey { case id, username, role, disabled, created_at, password_changed_at, last_login_at, password }
+        enum CodingKeys: String, CodingKey { case password }
 
         func encode(to encoder: any Encoder) throws {
+            try user.encode(to: encoder)
             var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(id, forKey: .id)
-            try container.encode(username, forKey: .username)
-            try container.encode(role, forKey: .role)
-            try container.encode(disabled, forKey: .disabled)
-            try container.encode(created_at, forKey: .created_at)
-            try container.encode(password_changed_at, forKey: .password_changed_at)
-            try container.encode(last_login_at, forKey: .last_login_at)
             try container.encodeIfPresent(password, forKey: .password)
         }
     }
@@ -134,8 +123,7 @@ struct UserController {
         do {
             let (user, generated) = try await accounts.create(username: username, role: role, password: password, actor: Self.actor(context), logger: context.logger)
             var response = try context.responseEncoder.encode(
-                Created(id: user.id, username: user.username, role: user.role, disabled: user.disabled, created_at: user.created_at,
-                        password_changed_at: user.password_changed_at, last_login_at: user.last_login_at, password: generated),
+                Created(user: user, password: generated),
                 from: request, context: context
             )
             response.status = .created
