@@ -9,11 +9,14 @@ extension AccountService {
         public let row: Int
         public let username: String
         public let role: String
+        /// Why the row cannot be read at all (a missing or mistyped field), if so.
+        public let problem: String?
 
-        public init(row: Int, username: String, role: String) {
+        public init(row: Int, username: String, role: String, problem: String? = nil) {
             self.row = row
             self.username = username
             self.role = role
+            self.problem = problem
         }
     }
 
@@ -33,7 +36,9 @@ extension AccountService {
         var seen = Set<String>()
         for row in rows {
             var result = ImportResult(row: row.row, username: row.username, outcome: "failed")
-            if let problem = UsernamePolicy.check(row.username) {
+            if let problem = row.problem {
+                result.error = problem
+            } else if let problem = UsernamePolicy.check(row.username) {
                 result.error = problem
             } else if Role(rawValue: row.role) == nil {
                 result.error = "role must be admin or requester"

@@ -244,16 +244,17 @@ struct UserController {
                 if case .bool(let flag) = value { atomic = flag } else { reader.fail("atomic", "must be true or false") }
             }
             if case .array(let items)? = body["users"] {
+                // A row that cannot be read is a failed row, like any other bad row.
                 for (index, item) in items.enumerated() {
                     guard case .object(let fields) = item else {
-                        reader.fail("users.\(index + 1)", "must be an object")
+                        rows.append(.init(row: index + 1, username: "", role: "", problem: "must be an object {username, role}"))
                         continue
                     }
-                    var row = FieldReader(fields, prefix: "users.\(index + 1).", allowed: ["username", "role"])
+                    var row = FieldReader(fields, prefix: "", allowed: ["username", "role"])
                     let username = row.string("username", lengths: 1...256)
                     let role = row.string("role", lengths: 1...32)
-                    reader.merge(row)
-                    rows.append(.init(row: index + 1, username: username ?? "", role: role ?? ""))
+                    let problem = row.errors.isEmpty ? nil : row.errors.map { "\($0.field) \($0.message)" }.joined(separator: "; ")
+                    rows.append(.init(row: index + 1, username: username ?? "", role: role ?? "", problem: problem))
                 }
             } else {
                 reader.fail("users", "must be an array of {username, role}")
@@ -273,7 +274,9 @@ struct UserController {
             let text = String(value)
             switch key {
             case "actor": filter.actor = text
-            case "action": filter.action = text
+            case "action":
+                guard Self.auditActions.contains(text) else { throw ProblemError.badRequest("action must be one of \(Self.auditActions.sorted().joined(separator: ", "))") }
+                filter.action = text
             case "target_type":
                 guard ["user", "booking", "webhook", "calendar_feed"].contains(text) else {
                     throw ProblemError.badRequest("target_type must be user, booking, webhook or calendar_feed")
@@ -303,6 +306,13 @@ struct UserController {
         let cursor = next.map { Data("\(String(format: "%.6f", $0.0.timeIntervalSince1970))|\($0.1)".utf8).base64URLEncoded() }
         return AuditPage(events: events, next_cursor: cursor)
     }
+
+    /// Every action the audit trail records (the contract's list).
+    static let auditActions: Set<String> = [
+        "booking.submitted", "booking.accepted", "booking.rejected", "booking.cancelled", "booking.expired", "booking.deleted",
+        "user.created", "user.updated", "user.password_reset", "user.password_changed", "user.logged_out",
+        "webhook.created", "webhook.updated", "webhook.deleted", "calendar_feed.created", "calendar_feed.revoked",
+    ]
 
     static func id(_ parameters: Parameters) throws(ProblemError) -> Int64 {
         guard let text = parameters.get("id"), text.first != "0", text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
