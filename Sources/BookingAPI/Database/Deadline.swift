@@ -1,5 +1,7 @@
 import Foundation
 import Metrics
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import Synchronization
 
@@ -34,13 +36,16 @@ final class ConnectionSlot: Sendable {
 /// The deadline passed.
 struct DeadlineExceeded: Error {}
 
+/// Where deadline timers run: NIO's shared event loops (the ones postgres-nio uses too).
+private let deadlineEventLoops: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+
 /// Resumes a continuation once, from whichever side gets there first.
 private final class FirstAnswer<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var answered = false
         var work: Task<Void, Never>?
-        var timer: Task<Void, Never>?
+        var timer: Scheduled<Void>?
     }
 
     private let state = Mutex(State())
@@ -59,7 +64,7 @@ private final class FirstAnswer<T: Sendable>: Sendable {
         }
     }
 
-    func attach(work: Task<Void, Never>, timer: Task<Void, Never>) {
+    func attach(work: Task<Void, Never>, timer: Scheduled<Void>) {
         let cancel = state.withLock { state -> Bool in
             state.work = work
             state.timer = timer
@@ -74,7 +79,7 @@ private final class FirstAnswer<T: Sendable>: Sendable {
     /// True for the first answer only.
     @discardableResult
     func answer(_ result: Result<T, any Error>) -> Bool {
-        let (continuation, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+        let (continuation, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Scheduled<Void>?) in
             guard !state.answered else { return (nil, nil) }
             state.answered = true
             defer { state.continuation = nil }
@@ -115,14 +120,17 @@ func withDeadline<T: Sendable>(
                 first.finished.store(true, ordering: .releasing)
                 first.answer(result)
             }
-            let timer = Task {
-                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            // A NIO timer, not Task.sleep: cancelling it removes it at once, where a cancelled
+            // sleep's dispatch timer stays queued until it would have fired (two per request).
+            let timer = deadlineEventLoops.any().scheduleTask(in: .init(timeout)) {
                 guard first.answer(.failure(DeadlineExceeded())) else { return }
                 slot.close()
                 slot.uncount()
-                work.cancel()
-                try? await Task.sleep(for: .seconds(1))
-                if !first.finished.load(ordering: .acquiring) { abandoned() }
+                first.cancelWork()
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    if !first.finished.load(ordering: .acquiring) { abandoned() }
+                }
             }
             first.attach(work: work, timer: timer)
         }
