@@ -96,8 +96,7 @@ private final class FirstAnswer<T: Sendable>: Sendable {
     }
 }
 
-/// Runs `operation`; at `timeout` closes the connection in `slot`, cancels the operation and
-/// answers `DeadlineExceeded` at once.
+/// Runs `operation`; at `timeout` cancels it and answers `DeadlineExceeded` at once.
 ///
 /// It does not wait for the operation to end. A task-group timeout would: and a statement
 /// written to a connection PostgreSQL closed at that instant is never answered by postgres-nio
@@ -124,7 +123,10 @@ func withDeadline<T: Sendable>(
             // sleep's dispatch timer stays queued until it would have fired (two per request).
             let timer = deadlineEventLoops.any().scheduleTask(in: .init(timeout)) {
                 guard first.answer(.failure(DeadlineExceeded())) else { return }
-                slot.close()
+                // The connection is not closed under the statement: postgres-nio 1.33.2 can trip a
+                // fatalError in its row-stream state machine when a channel closes mid-stream.
+                // PostgreSQL ends the statement itself (statement_timeout = the deadline); in a
+                // partition the lease is reported lost below and the pool replaced.
                 slot.uncount()
                 first.cancelWork()
                 Task {
