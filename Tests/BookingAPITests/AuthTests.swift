@@ -341,6 +341,8 @@ enum TokenForge {
             token = try await client.token("kate", "a brand new password")
             #expect(try await client.send(.get, "/me", token: token).json["role"] as? String == "admin")
 
+            // Another admin first: the last enabled admin cannot be disabled.
+            try await app.createUser("anna", role: .admin)
             #expect(try await runProgram("manage-passwords", ["disable", "kate"], environment: env).status == 0)
             #expect(try await client.send(.get, "/me", token: token).status == .unauthorized)
             #expect(try await client.send(.post, "/token", json: ["username": "kate", "password": "a brand new password"]).status == .forbidden)
