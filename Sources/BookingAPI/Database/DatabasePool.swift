@@ -23,7 +23,7 @@ public final class DatabasePool: Service, Sendable {
     let configuration: PostgresClient.Configuration
     let probeConfiguration: PostgresConnection.Configuration
     let logger: Logger
-    let probeInterval: Duration = .milliseconds(250)
+    let probeInterval: Duration = .milliseconds(100)
     let testTimeout: Duration = .milliseconds(750)
 
     private struct State {

@@ -101,7 +101,7 @@ private final class FirstAnswer<T: Sendable>: Sendable {
 /// It does not wait for the operation to end. A task-group timeout would: and a statement
 /// written to a connection PostgreSQL closed at that instant is never answered by postgres-nio
 /// (its promise is dropped with the channel), so the request would hang for good. An operation
-/// still running a second after its deadline is reported to `abandoned`; its pool lease is then
+/// still running 250 ms after its deadline is reported to `abandoned`; its pool lease is then
 /// lost, which `DatabasePool` repairs by replacing the pool once PostgreSQL answers.
 func withDeadline<T: Sendable>(
     _ timeout: Duration,
@@ -130,7 +130,7 @@ func withDeadline<T: Sendable>(
                 slot.uncount()
                 first.cancelWork()
                 Task {
-                    try? await Task.sleep(for: .seconds(1))
+                    try? await Task.sleep(for: .milliseconds(250))
                     if !first.finished.load(ordering: .acquiring) { abandoned() }
                 }
             }
