@@ -203,7 +203,7 @@ import Testing
                 }
                 for attempt in 0..<20 {
                     try await Task.sleep(for: .milliseconds(300))
-                    try await cluster.run("restart", mode: attempt.isMultiple(of: 2) ? "fast" : "immediate")
+                    try await cluster.restart(mode: attempt.isMultiple(of: 2) ? "fast" : "immediate")
                     let back = ContinuousClock.now
                     while ContinuousClock.now - back < .seconds(10) {
                         if try await client.send(.get, "/booking?limit=1", token: token).status == .ok { break }
