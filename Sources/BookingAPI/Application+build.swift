@@ -94,9 +94,15 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)
     )
-    BookingController(store: PostgresBookingStore(database: database)).register(
+    let bookings = PostgresBookingStore(database: database)
+    BookingController(store: bookings).register(
         userRoutes: routes.routes("booking", for: AnyAuthenticatedUser.self),
         adminRoutes: routes.routes("booking", for: AdminOnly.self)
+    )
+    CalendarController(feeds: CalendarFeedStore(database: database), bookings: bookings).register(
+        publicRoutes: routes.publicRoutes(),
+        userRoutes: routes.routes(for: AnyAuthenticatedUser.self),
+        adminRoutes: routes.routes(for: AdminOnly.self)
     )
     UserController(accounts: accounts, audit: AuditStore(database: database)).register(
         adminRoutes: routes.routes(for: AdminOnly.self)

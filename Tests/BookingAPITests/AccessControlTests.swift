@@ -10,12 +10,18 @@ import Testing
         (.post, "/booking/reject", ["id": 1]),
         (.delete, "/booking/1", nil),
         (.get, "/booking/1/history", nil),
+        (.get, "/calendar-feeds", nil),
+        (.post, "/calendar-feeds", ["name": "feed"]),
+        (.delete, "/calendar-feeds/1", nil),
     ] }
     static var userRoutes: [(HTTPRequest.Method, String, [String: Any]?)] { [
         (.get, "/me", nil),
         (.get, "/booking", nil),
         (.post, "/booking", bookingBody()),
         (.get, "/booking/1", nil),
+        (.post, "/booking/1/cancel", nil),
+        (.get, "/booking/1/calendar.ics", nil),
+        (.get, "/availability?from=2031-01-01T00:00:00Z&to=2031-01-02T00:00:00Z", nil),
     ] }
 
     @Test func requestersAreForbiddenEveryAdminRoute() async throws {
@@ -35,7 +41,8 @@ import Testing
         let app = try await TestApp.make()
         try await app.test { client in
             for (method, path, body) in Self.adminRoutes + Self.userRoutes {
-                for variant in [path, path + "/"] {
+                let parts = path.split(separator: "?", maxSplits: 1)
+                for variant in [path, parts[0] + "/" + (parts.count > 1 ? "?" + parts[1] : "")] {
                     let response = try await client.send(method, variant, json: body)
                     #expect(response.status == .unauthorized, "\(method) \(variant)")
                     #expect(response.headers[.wwwAuthenticate] == "Bearer", "\(method) \(variant)")

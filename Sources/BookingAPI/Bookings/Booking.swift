@@ -2,7 +2,9 @@ import Foundation
 import Hummingbird
 
 public enum BookingStatus: String, Sendable, Codable, CaseIterable {
-    case pending, accepted, rejected
+    case pending, accepted, rejected, cancelled
+    /// Never stored: a pending booking whose event has started reads as this.
+    case expired
 }
 
 public struct Address: Sendable, Codable, Equatable {
@@ -35,6 +37,8 @@ public struct Booking: Sendable, Codable, Equatable, ResponseGenerator {
     public let decisionNote: String?
     public let createdAt: Date
     public let updatedAt: Date
+    /// How many times its status changed, expiry included: the iCalendar SEQUENCE. Not in JSON.
+    public var statusChanges: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case id, topic, address, status

@@ -29,6 +29,8 @@ struct BookingController {
         userRoutes.post { request, context in try await self.submit(request, context: context) }
         userRoutes.get { request, context in try await self.list(request, context: context) }
         userRoutes.get(":id") { _, context in try await self.get(context: context) }
+        userRoutes.post(":id/cancel") { request, context in try await self.cancel(request, context: context) }
+        userRoutes.get(":id/calendar.ics") { request, context in try await self.calendar(request, context: context) }
         adminRoutes.post("accept") { request, context in try await self.decide(.accept, request, context: context) }
         adminRoutes.post("reject") { request, context in try await self.decide(.reject, request, context: context) }
         adminRoutes.delete(":id") { _, context in try await self.delete(context: context) }
@@ -76,6 +78,29 @@ struct BookingController {
         return found.booking
     }
 
+    func cancel(_ request: Request, context: AuthorizedContext<AnyAuthenticatedUser>) async throws -> Booking {
+        let id = try Self.id(context.parameters)
+        let note = try BookingValidation.cancellation(try await request.optionalJSONObject(context: context))
+        do {
+            return try await store.cancel(
+                id: id, note: note, by: context.user.actor(requestID: context.requestID),
+                onlySubmitter: context.user.role == .admin ? nil : context.user.id, logger: context.logger
+            )
+        } catch let error as BookingStoreError {
+            throw Self.problem(error, id: id)
+        }
+    }
+
+    /// The booking as an iCalendar file, for whoever may read the booking.
+    func calendar(_ request: Request, context: AuthorizedContext<AnyAuthenticatedUser>) async throws -> Response {
+        let booking = try await get(context: context)
+        var calendar = ICalendar()
+        calendar.add(booking)
+        return calendar.response(
+            for: request, extraHeaders: [.contentDisposition: #"attachment; filename="booking-\#(booking.id).ics""#]
+        )
+    }
+
     func decide(_ decision: Decision, _ request: Request, context: AuthorizedContext<AdminOnly>) async throws -> Booking {
         let (id, note) = try BookingValidation.decision(try await request.jsonObject(context: context))
         do {
@@ -121,7 +146,9 @@ struct BookingController {
             let text = String(value)
             switch key {
             case "status":
-                guard let status = BookingStatus(rawValue: text) else { throw .badRequest("status must be pending, accepted or rejected") }
+                guard let status = BookingStatus(rawValue: text) else {
+                    throw .badRequest("status must be pending, accepted, rejected, cancelled or expired")
+                }
                 filter.status = status
             case "from", "to":
                 guard let date = RFC3339.parse(text) else { throw .badRequest("\(key) must be an RFC 3339 date-time with offset") }
@@ -153,6 +180,10 @@ struct BookingController {
             return .notFound("No booking \(id.map(String.init) ?? "")")
         case .notPending(let status):
             return .conflict("Booking \(id.map(String.init) ?? "") is \(status.rawValue), not pending", extensions: ["current_status": .string(status.rawValue)])
+        case .notCancellable(.accepted):
+            return .conflict("Booking \(id.map(String.init) ?? "")'s event has started; it can no longer be cancelled", extensions: ["current_status": .string("accepted")])
+        case .notCancellable(let status):
+            return .conflict("Booking \(id.map(String.init) ?? "") is \(status.rawValue) and cannot be cancelled", extensions: ["current_status": .string(status.rawValue)])
         case .overlaps(let other):
             return .conflict("Booking overlaps accepted booking \(other)", extensions: ["conflicting_id": .number(Double(other))])
         case .idempotencyKeyReused:

@@ -18,6 +18,23 @@ public struct BookingFilter: Sendable, Equatable {
     public var to: Date?
     public var after: BookingCursor?
     public var limit: Int = 50
+
+    /// The stored status that `status` reads from (`expired` is a pending booking...).
+    var storedStatus: String? { status.map { $0 == .expired ? BookingStatus.pending.rawValue : $0.rawValue } }
+    /// ...whose event has started; `pending` means one whose event has not.
+    var started: Bool? {
+        switch status {
+        case .pending: false
+        case .expired: true
+        default: nil
+        }
+    }
+}
+
+/// A time range during which the calendar is taken.
+public struct BusyRange: Sendable, Equatable {
+    public let start: Date
+    public let end: Date
 }
 
 public enum Decision: String, Sendable {
@@ -30,6 +47,8 @@ public enum Decision: String, Sendable {
 public enum BookingStoreError: Error, Equatable {
     case notFound
     case notPending(BookingStatus)
+    /// Rejected, cancelled, expired, or (`accepted`) accepted with its event started.
+    case notCancellable(BookingStatus)
     case overlaps(Int64)
     case idempotencyKeyReused
     /// The booking that an Idempotency-Key created has been deleted since.
@@ -48,6 +67,9 @@ public protocol BookingStore: Sendable {
     func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)?
     func decide(id: Int64, _ decision: Decision, note: String?, by actor: Actor, logger: Logger) async throws -> Booking
     func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking
+    /// `onlySubmitter`: a requester may cancel only what they submitted (anything else is `notFound`).
+    func cancel(id: Int64, note: String?, by actor: Actor, onlySubmitter: Int64?, logger: Logger) async throws -> Booking
+    func availability(from: Date, to: Date, logger: Logger) async throws -> [BusyRange]
     func history(id: Int64, logger: Logger) async throws -> [BookingEvent]
 }
 

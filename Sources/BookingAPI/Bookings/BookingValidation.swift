@@ -120,6 +120,13 @@ enum BookingValidation {
         return NewBooking(topic: topic, eventTime: eventTime, durationMinutes: duration, address: address, requestedBy: email)
     }
 
+    static func cancellation(_ body: [String: JSONValue]) throws(ProblemError) -> String? {
+        var reader = FieldReader(body, allowed: ["note"])
+        let note = reader.string("note", lengths: 0...2000, optional: true)
+        guard reader.errors.isEmpty else { throw .invalid(reader.errors) }
+        return note
+    }
+
     static let decisionFields: Set<String> = ["id", "note"]
 
     static func decision(_ body: [String: JSONValue]) throws(ProblemError) -> (id: Int64, note: String?) {

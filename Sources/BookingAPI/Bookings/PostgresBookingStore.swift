@@ -13,8 +13,13 @@ public struct PostgresBookingStore: BookingStore {
     static let acceptLockKey: Int64 = 0x61_63_63_65_70_74
 
     // Column list shared by every query that returns bookings; a constant, never a value.
+    // `expired` is computed here, from the transaction's clock: a pending booking whose event
+    // has started. Moves are guarded by the statement's clock (`clock_timestamp()`), which is
+    // never earlier, so a booking a move returns is never one this reads as expired.
     static let columns = """
-        id, topic, event_time, duration_minutes, street, city, state, country, requested_by, status,
+        id, topic, event_time, duration_minutes, street, city, state, country, requested_by,
+        CASE WHEN status = 'pending' AND event_time <= now() THEN 'expired' ELSE status END AS status,
+        status_changes + CASE WHEN status = 'pending' AND event_time <= now() THEN 1 ELSE 0 END AS status_changes,
         submitted_by, submitter_id, decided_by, decided_at, decision_note, created_at, updated_at,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_time
         """
@@ -72,7 +77,8 @@ public struct PostgresBookingStore: BookingStore {
             """
             SELECT \(unescaped: Self.columns) FROM bookings
             WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
-              AND (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
+              AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
+              AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
               AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
               AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
               AND (\(filter.after?.createdAt)::timestamptz IS NULL
@@ -111,12 +117,15 @@ public struct PostgresBookingStore: BookingStore {
                     // each waiting on the other's row in the exclusion constraint (a deadlock).
                     try await drain("SELECT pg_advisory_xact_lock(\(Self.acceptLockKey))", on: connection, logger: logger)
                 }
-                // Only a pending booking moves; of two concurrent decisions the second finds none.
+                // Only a pending booking whose event has not started moves; of two concurrent
+                // moves the second finds the row changed (PostgreSQL re-checks the WHERE on the
+                // row the first committed) and moves nothing.
                 let rows = try await connection.query(
                     """
                     UPDATE bookings SET status = \(decision.status.rawValue), decided_by = \(actor.username),
-                        decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp()
-                    WHERE id = \(id) AND status = 'pending'
+                        decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp(),
+                        status_changes = status_changes + 1
+                    WHERE id = \(id) AND status = 'pending' AND event_time > clock_timestamp()
                     RETURNING \(unescaped: Self.columns)
                     """,
                     logger: logger
@@ -125,7 +134,10 @@ public struct PostgresBookingStore: BookingStore {
                     guard let current = try await Self.fetch(id: id, on: connection, logger: logger) else {
                         throw BookingStoreError.notFound
                     }
-                    throw BookingStoreError.notPending(current.booking.status)
+                    // Still stored as pending, so refused by the clock: it expired, perhaps
+                    // after this transaction began.
+                    let status = current.booking.status == .pending ? .expired : current.booking.status
+                    throw BookingStoreError.notPending(status)
                 }
                 try await Self.record(id, decision.rawValue, actor: actor, note: note, on: connection, logger: logger)
                 return booking
@@ -134,6 +146,62 @@ public struct PostgresBookingStore: BookingStore {
             // bookings_no_overlap refused it: name the accepted booking in the way.
             throw BookingStoreError.overlaps(try await conflictingBooking(for: id, logger: logger) ?? 0)
         }
+    }
+
+    public func cancel(id: Int64, note: String?, by actor: Actor, onlySubmitter: Int64?, logger: Logger) async throws -> Booking {
+        try await database.transaction(logger: logger) { connection in
+            // Pending or accepted, its event not started: the same clock guard as accepting, so
+            // a cancel racing an accept ends as one of the two orders, never as both refused.
+            let rows = try await connection.query(
+                """
+                UPDATE bookings SET status = 'cancelled', decided_by = \(actor.username),
+                    decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp(),
+                    status_changes = status_changes + 1
+                WHERE id = \(id) AND (\(onlySubmitter)::bigint IS NULL OR submitter_id = \(onlySubmitter))
+                  AND status IN ('pending', 'accepted') AND event_time > clock_timestamp()
+                RETURNING \(unescaped: Self.columns)
+                """,
+                logger: logger
+            )
+            guard let booking = try await Self.first(rows)?.booking else {
+                guard let current = try await Self.fetch(id: id, on: connection, logger: logger),
+                    onlySubmitter == nil || current.submitterID == onlySubmitter
+                else {
+                    throw BookingStoreError.notFound
+                }
+                switch current.booking.status {
+                case .pending, .expired: throw BookingStoreError.notCancellable(.expired)
+                case let status: throw BookingStoreError.notCancellable(status)
+                }
+            }
+            try await Self.record(id, "cancel", actor: actor, note: note, on: connection, logger: logger)
+            return booking
+        }
+    }
+
+    public func availability(from: Date, to: Date, logger: Logger) async throws -> [BusyRange] {
+        try await database.withConnection(logger: logger) { connection in
+            let rows = try await connection.query(Self.availabilityQuery(from: from, to: to), logger: logger)
+            var ranges: [BusyRange] = []
+            for try await (start, end) in rows.decode((Date, Date).self) {
+                ranges.append(BusyRange(start: start, end: end))
+            }
+            return ranges
+        }
+    }
+
+    /// range_agg merges overlapping and touching periods (a multirange is kept normalised); the
+    /// && test is answered by the exclusion constraint's GiST index (AvailabilityTests checks).
+    static func availabilityQuery(from: Date, to: Date) -> PostgresQuery {
+        """
+        SELECT lower(busy), upper(busy) FROM unnest((
+            SELECT range_agg(booking_period(event_time, duration_minutes) * tstzrange(\(from), \(to), '[)'))
+            FROM bookings
+            WHERE status = 'accepted'
+              AND booking_period(event_time, duration_minutes) && tstzrange(\(from), \(to), '[)')
+        )) AS busy
+        ORDER BY 1
+        """
     }
 
     private func conflictingBooking(for id: Int64, logger: Logger) async throws -> Int64? {
@@ -174,13 +242,21 @@ public struct PostgresBookingStore: BookingStore {
             for try await (action, actor, at, note) in rows.decode((String, String, Date, String?).self) {
                 events.append(BookingEvent(action: action, actor: actor, at: at, note: note))
             }
+            // Expiry is not stored; it is part of the history all the same, at the event's start.
+            if events.last?.action != "delete", let current = try await Self.fetch(id: id, on: connection, logger: logger),
+                current.booking.status == .expired
+            {
+                events.append(BookingEvent(action: "expire", actor: "system", at: current.booking.eventTime, note: nil))
+            }
             return events
         }
     }
 
     // MARK: - Helpers
 
-    static let auditActions = ["submit": "booking.submitted", "accept": "booking.accepted", "reject": "booking.rejected", "delete": "booking.deleted"]
+    static let auditActions = [
+        "submit": "booking.submitted", "accept": "booking.accepted", "reject": "booking.rejected", "cancel": "booking.cancelled", "delete": "booking.deleted",
+    ]
 
     static func record(_ bookingID: Int64, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
         try await Audit.record(auditActions[action] ?? "booking.\(action)", target: .booking, id: bookingID, actor: actor.audit, note: note, on: connection, logger: logger)
@@ -226,7 +302,8 @@ public struct PostgresBookingStore: BookingStore {
             decidedAt: try columns["decided_at"].decode(Date?.self),
             decisionNote: try columns["decision_note"].decode(String?.self),
             createdAt: try columns["created_at"].decode(Date.self),
-            updatedAt: try columns["updated_at"].decode(Date.self)
+            updatedAt: try columns["updated_at"].decode(Date.self),
+            statusChanges: try columns["status_changes"].decode(Int.self)
         )
         return (booking, try columns["submitter_id"].decode(Int64.self), try columns["cursor_time"].decode(String.self))
     }

@@ -11,7 +11,20 @@ extension Request {
         guard isJSON || isMergePatch else {
             throw ProblemError.badRequest(mergePatch ? "Content-Type must be application/merge-patch+json or application/json" : "Content-Type must be application/json")
         }
+        return try Self.object(from: try await body.collect(upTo: context.maxUploadSize))
+    }
+
+    /// As `jsonObject`, for routes whose body may be left out: an empty body is an empty object.
+    func optionalJSONObject(context: some RequestContext) async throws -> [String: JSONValue] {
         let buffer = try await body.collect(upTo: context.maxUploadSize)
+        guard buffer.readableBytes > 0 else { return [:] }
+        guard headers[.contentType].flatMap(MediaType.init(from:))?.isType(.applicationJson) == true else {
+            throw ProblemError.badRequest("Content-Type must be application/json")
+        }
+        return try Self.object(from: buffer)
+    }
+
+    private static func object(from buffer: ByteBuffer) throws -> [String: JSONValue] {
         let value: JSONValue
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
