@@ -32,6 +32,26 @@ struct ParsedCalendar {
     }
 }
 
+/// What khal, a calendar program (PyPI), holds after importing an iCalendar object:
+/// `Tests/ics/khal_import.py`. scripts/test installs khal and sets `KHAL`.
+func importIntoKhal(_ ics: String, from day: String, days: Int) async throws -> [[String: Any]] {
+    guard let khal = ProcessInfo.processInfo.environment["KHAL"] else {
+        throw TestSetupError("KHAL is not set: run the tests through scripts/test, which installs khal")
+    }
+    let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/ics/khal_import.py").path
+    let input = FileManager.default.temporaryDirectory.appendingPathComponent("khal-\(UUID()).ics")
+    try Data(ics.utf8).write(to: input)
+    defer { try? FileManager.default.removeItem(at: input) }
+    let python = ProcessInfo.processInfo.environment["ICALENDAR_PYTHON"] ?? "python3"
+    let result = try await runProgram("/bin/sh", ["-c", "\"$0\" \"$@\" < \"\(input.path)\"", python, script, khal, day, String(days)])
+    guard result.status == 0 else { throw TestSetupError("khal refused it: \(result.output)") }
+    let line = result.output.split(separator: "\n").last.map(String.init) ?? ""
+    guard let events = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: Any]] else {
+        throw TestSetupError("unexpected khal output: \(result.output)")
+    }
+    return events
+}
+
 /// RFC 5545 as a reader needs it: CRLF, folded lines of at most 75 octets, TEXT escaping.
 func checkContentLines(_ ics: String, sourceLocation: SourceLocation = #_sourceLocation) {
     let bytes = Array(ics.utf8)
@@ -109,6 +129,36 @@ func unfolded(_ ics: String) -> [String] {
             #expect(cancelled.events.first?["status"] as? String == "CANCELLED")
             #expect(cancelled.events.first?["sequence"] as? Int == 2)
             #expect(cancelled.events.first?["uid"] as? String == uid)
+        }
+    }
+
+    /// A calendar program subscribed to a feed: khal imports it and shows each booking at its
+    /// time, with its title, place and status, exactly as stored.
+    @Test func aCalendarProgramImportsAFeed() async throws {
+        let app = try await TestApp.make()
+        try await app.createUser("ada", role: .admin)
+        try await app.test { client in
+            let ada = try await client.token("ada")
+            let topic = "Board meeting, Q3; notes \\ actions — ünïcödé 日本語 🎉 " + String(repeating: "agenda ", count: 12)
+            var body = bookingBody(topic: topic, start: RFC3339.parse("2031-06-01T09:30:00Z")!, duration: 45)
+            body["address"] = ["street": "5 Rue de la Paix; 2nd floor", "city": "Paris", "state": NSNull(), "country": "France"]
+            let accepted = try await submitBooking(client, token: ada, body)
+            #expect(try await client.send(.post, "/booking/accept", token: ada, json: ["id": accepted]).status == .ok)
+            _ = try await submitBooking(client, token: ada, bookingBody(topic: "Tentative\nplan", start: RFC3339.parse("2031-06-02T23:30:00Z")!, duration: 120))
+            let url = try #require(try await client.send(.post, "/calendar-feeds", token: ada, json: ["name": "khal"]).json["url"] as? String)
+            let feed = try await client.send(.get, url)
+            #expect(feed.status == .ok)
+
+            let events = try await importIntoKhal(feed.text, from: "2031-05-31", days: 5)
+            #expect(events.count == 2, "\(events)")
+            let first = try #require(events.first), second = try #require(events.last)
+            #expect(first["title"] as? String == topic.trimmingCharacters(in: .whitespaces))
+            #expect(first["location"] as? String == "5 Rue de la Paix; 2nd floor, Paris, FR")
+            #expect(first["start"] as? String == "2031-06-01T09:30" && first["end"] as? String == "2031-06-01T10:15")
+            #expect(first["status"] as? String == "CONFIRMED")
+            #expect(second["title"] as? String == "Tentative\nplan")
+            #expect(second["start"] as? String == "2031-06-02T23:30" && second["end"] as? String == "2031-06-03T01:30")
+            #expect(second["status"] as? String == "TENTATIVE")
         }
     }
 

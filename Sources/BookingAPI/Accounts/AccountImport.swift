@@ -56,7 +56,7 @@ extension AccountService {
         let candidates = results.filter { $0.outcome == "pending" }.map(\.username)
         let existing: Set<String> = try await database.withConnection(logger: logger) { connection in
             var names = Set<String>()
-            for try await name in try await connection.query("SELECT username FROM users WHERE username = ANY(\(candidates))", logger: logger).decode(String.self) {
+            for try await name in try await connection.collect("SELECT username FROM users WHERE username = ANY(\(candidates))", logger: logger).decode(String.self) {
                 names.insert(name)
             }
             return names

@@ -65,7 +65,7 @@ public struct AccountService: Sendable {
 
     static func one(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws -> UserView? {
         var found: UserView?
-        for try await row in try await connection.query(query, logger: logger) where found == nil {
+        for try await row in try await connection.collect(query, logger: logger) where found == nil {
             found = try view(row)
         }
         return found
@@ -77,7 +77,7 @@ public struct AccountService: Sendable {
         // A prefix match with LIKE needs its wildcards escaped.
         let pattern = filter.prefix.map { $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
         var users: [UserView] = try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 SELECT \(unescaped: Self.columns) FROM users
                 WHERE (\(filter.role?.rawValue)::text IS NULL OR role = \(filter.role?.rawValue))
@@ -176,7 +176,7 @@ public struct AccountService: Sendable {
     /// Locks every enabled admin (in id order, so concurrent demotions queue) and refuses when
     /// `id` is the only one.
     static func ensureAnotherEnabledAdmin(than id: Int64, on connection: PostgresConnection, logger: Logger) async throws {
-        let rows = try await connection.query(
+        let rows = try await connection.collect(
             "SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE",
             logger: logger
         )
@@ -197,7 +197,7 @@ public struct AccountService: Sendable {
     }
 
     static func replacePassword(id: Int64, hash: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        let rows = try await connection.query(
+        let rows = try await connection.collect(
             """
             UPDATE users SET password_hash = \(hash), password_changed_at = now(), token_version = token_version + 1
             WHERE id = \(id) RETURNING id
@@ -221,7 +221,7 @@ public struct AccountService: Sendable {
         return try await database.transaction(logger: logger) { connection in
             guard try await Self.replacePassword(id: user.id, hash: hash, on: connection, logger: logger) else { throw AccountError.notFound }
             try await Audit.record("user.password_changed", target: .user, id: user.id, actor: actor, on: connection, logger: logger)
-            let rows = try await connection.query("SELECT token_version FROM users WHERE id = \(user.id)", logger: logger)
+            let rows = try await connection.collect("SELECT token_version FROM users WHERE id = \(user.id)", logger: logger)
             var version = user.tokenVersion + 1
             for try await current in rows.decode(Int.self) { version = current }
             let issued = try await SessionStore.start(userID: user.id, tokenVersion: version, lifetime: lifetime, on: connection, logger: logger)

@@ -81,7 +81,7 @@ struct AuditStore: Sendable {
 
     func list(_ filter: AuditFilter, logger: Logger) async throws -> (events: [AuditEvent], next: (Date, Int64)?) {
         var events: [AuditEvent] = try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 SELECT id, at, actor, action, target_type, target_id, note, request_id FROM audit_events
                 WHERE (\(filter.actor)::text IS NULL OR actor = \(filter.actor))

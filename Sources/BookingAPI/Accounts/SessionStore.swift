@@ -38,7 +38,7 @@ struct SessionStore: Sendable {
 
     /// Starts a session for a login, on the caller's connection.
     static func start(userID: Int64, tokenVersion: Int, lifetime: Int, on connection: PostgresConnection, logger: Logger) async throws -> Issued {
-        let rows = try await connection.query(
+        let rows = try await connection.collect(
             "INSERT INTO sessions (user_id, token_version) VALUES (\(userID), \(tokenVersion)) RETURNING id",
             logger: logger
         )
@@ -74,7 +74,7 @@ struct SessionStore: Sendable {
         let lifetime = seconds
         return try await database.transaction(logger: logger) { connection in
             // The row lock makes two exchanges of one token serialise: the second sees it spent.
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 SELECT r.session_id, r.spent_at IS NOT NULL, r.expires_at <= now(), s.revoked_at IS NOT NULL, s.token_version,
                        u.id, u.username, u.password_hash, u.role, u.disabled, u.token_version, u.password_changed_at
@@ -112,7 +112,7 @@ struct SessionStore: Sendable {
     func revoke(_ token: String, logger: Logger) async throws -> Bool {
         let hash = Self.hash(token)
         return try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 UPDATE sessions SET revoked_at = now()
                 WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = \(hash)) AND revoked_at IS NULL

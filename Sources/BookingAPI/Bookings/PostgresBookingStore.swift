@@ -32,7 +32,7 @@ public struct PostgresBookingStore: BookingStore {
                     "SELECT pg_advisory_xact_lock(hashtextextended(\(String(actor.id)) || ':' || \(idempotency.key), 0))",
                     on: connection, logger: logger
                 )
-                let rows = try await connection.query(
+                let rows = try await connection.collect(
                     "SELECT request_hash, booking_id FROM idempotency_keys WHERE user_id = \(actor.id) AND key = \(idempotency.key)",
                     logger: logger
                 )
@@ -44,7 +44,7 @@ public struct PostgresBookingStore: BookingStore {
                     return SubmitResult(booking: existing.booking, replayed: true)
                 }
             }
-            let inserted = try await connection.query(
+            let inserted = try await connection.collect(
                 """
                 INSERT INTO bookings (topic, event_time, duration_minutes, street, city, state, country, requested_by, submitted_by, submitter_id)
                 VALUES (\(new.topic), \(new.eventTime), \(new.durationMinutes), \(new.address.street), \(new.address.city),
@@ -73,7 +73,7 @@ public struct PostgresBookingStore: BookingStore {
         // so concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
         // statements are planned with their values, so the unused branches fold away.
         var page: [(Booking, String)] = try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
             """
             SELECT \(unescaped: Self.columns) FROM bookings
             WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
@@ -120,7 +120,7 @@ public struct PostgresBookingStore: BookingStore {
                 // Only a pending booking whose event has not started moves; of two concurrent
                 // moves the second finds the row changed (PostgreSQL re-checks the WHERE on the
                 // row the first committed) and moves nothing.
-                let rows = try await connection.query(
+                let rows = try await connection.collect(
                     """
                     UPDATE bookings SET status = \(decision.status.rawValue), decided_by = \(actor.username),
                         decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp(),
@@ -152,7 +152,7 @@ public struct PostgresBookingStore: BookingStore {
         try await database.transaction(logger: logger) { connection in
             // Pending or accepted, its event not started: the same clock guard as accepting, so
             // a cancel racing an accept ends as one of the two orders, never as both refused.
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 UPDATE bookings SET status = 'cancelled', decided_by = \(actor.username),
                     decided_at = clock_timestamp(), decision_note = \(note), updated_at = clock_timestamp(),
@@ -181,7 +181,7 @@ public struct PostgresBookingStore: BookingStore {
 
     public func availability(from: Date, to: Date, logger: Logger) async throws -> [BusyRange] {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(Self.availabilityQuery(from: from, to: to), logger: logger)
+            let rows = try await connection.collect(Self.availabilityQuery(from: from, to: to), logger: logger)
             var ranges: [BusyRange] = []
             for try await (start, end) in rows.decode((Date, Date).self) {
                 ranges.append(BusyRange(start: start, end: end))
@@ -206,7 +206,7 @@ public struct PostgresBookingStore: BookingStore {
 
     private func conflictingBooking(for id: Int64, logger: Logger) async throws -> Int64? {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
             """
             SELECT other.id FROM bookings AS other, bookings AS this
             WHERE this.id = \(id) AND other.status = 'accepted' AND other.id <> this.id
@@ -222,7 +222,7 @@ public struct PostgresBookingStore: BookingStore {
 
     public func delete(id: Int64, by actor: Actor, logger: Logger) async throws -> Booking {
         try await database.transaction(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 "DELETE FROM bookings WHERE id = \(id) RETURNING \(unescaped: Self.columns)",
                 logger: logger
             )
@@ -234,7 +234,7 @@ public struct PostgresBookingStore: BookingStore {
 
     public func history(id: Int64, logger: Logger) async throws -> [BookingEvent] {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 "SELECT action, actor, at, note FROM booking_events WHERE booking_id = \(id) ORDER BY id",
                 logger: logger
             )
@@ -270,11 +270,11 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
-        let rows = try await connection.query("SELECT \(unescaped: columns) FROM bookings WHERE id = \(id)", logger: logger)
+        let rows = try await connection.collect("SELECT \(unescaped: columns) FROM bookings WHERE id = \(id)", logger: logger)
         return try await first(rows)
     }
 
-    static func first(_ rows: PostgresRowSequence) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
+    static func first(_ rows: CollectedRows) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
         var result: (booking: Booking, submitterID: Int64, cursorTime: String)?
         for try await row in rows where result == nil {
             result = try decode(row)

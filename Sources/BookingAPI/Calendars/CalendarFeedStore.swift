@@ -21,7 +21,7 @@ struct CalendarFeedStore: Sendable {
     func create(name: String, by actor: Actor, logger: Logger) async throws -> (feed: CalendarFeed, secret: String) {
         let (secret, hash) = SessionStore.newToken()
         return try await database.transaction(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 INSERT INTO calendar_feeds (name, secret_hash, created_by, created_by_id)
                 VALUES (\(name), \(hash), \(actor.username), \(actor.id))
@@ -41,7 +41,7 @@ struct CalendarFeedStore: Sendable {
 
     func list(logger: Logger) async throws -> [CalendarFeed] {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query("SELECT id, name, created_by, created_at FROM calendar_feeds ORDER BY id", logger: logger)
+            let rows = try await connection.collect("SELECT id, name, created_by, created_at FROM calendar_feeds ORDER BY id", logger: logger)
             var feeds: [CalendarFeed] = []
             for try await (id, name, by, at) in rows.decode((Int64, String, String, Date).self) {
                 feeds.append(CalendarFeed(id: id, name: name, created_by: by, created_at: at))
@@ -53,7 +53,7 @@ struct CalendarFeedStore: Sendable {
     /// Removes the feed, so its URL answers 404 from the next request on. False if there was none.
     func revoke(id: Int64, by actor: Actor, logger: Logger) async throws -> Bool {
         try await database.transaction(logger: logger) { connection in
-            let rows = try await connection.query("DELETE FROM calendar_feeds WHERE id = \(id) RETURNING name", logger: logger)
+            let rows = try await connection.collect("DELETE FROM calendar_feeds WHERE id = \(id) RETURNING name", logger: logger)
             var name: String?
             for try await value in rows.decode(String.self) { name = value }
             guard let name else { return false }
@@ -68,11 +68,11 @@ struct CalendarFeedStore: Sendable {
         let hash = SessionStore.hash(secret)
         return try await database.withConnection(logger: logger) { connection in
             var name: String?
-            for try await value in try await connection.query("SELECT name FROM calendar_feeds WHERE secret_hash = \(hash)", logger: logger).decode(String.self) {
+            for try await value in try await connection.collect("SELECT name FROM calendar_feeds WHERE secret_hash = \(hash)", logger: logger).decode(String.self) {
                 name = value
             }
             guard let name else { return nil }
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 """
                 SELECT \(unescaped: PostgresBookingStore.columns) FROM bookings
                 WHERE status IN ('pending', 'accepted')

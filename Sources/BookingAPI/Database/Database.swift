@@ -98,7 +98,36 @@ public struct Database: Sendable {
 
 /// Runs a statement and reads every row, so errors raised while streaming surface here.
 func drain(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws {
-    for try await _ in try await connection.query(query, logger: logger) {}
+    _ = try await connection.collect(query, logger: logger)
+}
+
+extension PostgresConnection {
+    /// Runs a statement and collects all its rows on the connection's event loop. Every
+    /// statement of the service goes through here (`CollectedRowsTests` checks), never through
+    /// postgres-nio's streaming `query(_:logger:) async`: in 1.33.2 that row stream waits for the
+    /// consuming task to ask for more rows after every batch, and a read event in that window
+    /// (seen in CI while PostgreSQL restarted) traps the process in
+    /// `RowStreamStateMachine.channelReadComplete` ("How can we receive a body part, after a
+    /// channelReadComplete, ..."). The collecting API asks for more rows on the event loop as
+    /// they arrive, so that window never opens. Our results are bounded (a page of at most 201
+    /// bookings, a feed's live bookings), so holding them at once costs nothing.
+    func collect(_ query: PostgresQuery, logger: Logger) async throws -> CollectedRows {
+        let result: EventLoopFuture<PostgresQueryResult> = self.query(query, logger: logger)
+        return CollectedRows(rows: try await result.get().rows)
+    }
+}
+
+/// Rows already read, with the same `for try await` and `decode` interface as a row sequence.
+struct CollectedRows: AsyncSequence, Sendable {
+    typealias Element = PostgresRow
+    let rows: [PostgresRow]
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: IndexingIterator<[PostgresRow]>
+        mutating func next() async throws -> PostgresRow? { base.next() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: rows.makeIterator()) }
 }
 
 /// Connections leased from the pool right now, for `db_pool_connections_in_use`. postgres-nio

@@ -131,7 +131,7 @@ public struct MigrationRunner: Sendable {
         guard try await firstBool(exists, on: connection, logger: logger) else { return [] }
         var applied: [AppliedMigration] = []
         let select: PostgresQuery = "SELECT version, name, checksum, applied_at, duration_ms FROM schema_migrations ORDER BY version"
-        let rows = try await connection.query(select, logger: logger)
+        let rows = try await connection.collect(select, logger: logger)
         for try await (version, name, checksum, appliedAt, duration) in rows.decode((String, String, String, Date, Int).self) {
             applied.append(.init(version: version, name: name, checksum: checksum, appliedAt: appliedAt, durationMilliseconds: duration))
         }
@@ -157,13 +157,13 @@ public struct MigrationRunner: Sendable {
 
     static func firstBool(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
         var result = false
-        for try await value in try await connection.query(query, logger: logger).decode(Bool.self) { result = value }
+        for try await value in try await connection.collect(query, logger: logger).decode(Bool.self) { result = value }
         return result
     }
 
     /// Runs a statement and drains its rows, so errors raised while streaming surface here.
     static func run(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws {
-        let rows = try await connection.query(query, logger: logger)
+        let rows = try await connection.collect(query, logger: logger)
         for try await _ in rows {}
     }
 

@@ -37,7 +37,7 @@ public struct LoginThrottle: Sendable {
         let threshold = self.threshold, base = self.baseBlockSeconds, maximum = self.maximumBlockSeconds
         let addressLimit = self.addressThreshold, window = self.addressWindowMinutes
         return try await database.withConnection(logger: logger) { connection in
-            let sprayed = try await connection.query(
+            let sprayed = try await connection.collect(
                 """
                 SELECT sum(failures)::bigint,
                        ceil(extract(epoch FROM min(bucket) + make_interval(mins => \(window)::int) - now()))::bigint
@@ -51,7 +51,7 @@ public struct LoginThrottle: Sendable {
                     return .addressBlocked(retryAfter: max(1, seconds ?? 60))
                 }
             }
-            let counted = try await connection.query(
+            let counted = try await connection.collect(
                 """
                 INSERT INTO login_throttle AS t (username, consecutive_failures) VALUES (\(username), 1)
                 ON CONFLICT (username) DO UPDATE SET
@@ -67,7 +67,7 @@ public struct LoginThrottle: Sendable {
                 logger: logger
             )
             for try await _ in counted.decode(Int.self) { return .admitted }
-            let blocked = try await connection.query(
+            let blocked = try await connection.collect(
                 "SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint FROM login_throttle WHERE username = \(username)",
                 logger: logger
             )

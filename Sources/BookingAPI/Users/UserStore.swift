@@ -46,7 +46,7 @@ public struct PostgresUserStore: UserStore {
 
     public func list(logger: Logger) async throws -> [UserSummary] {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.collect(
                 "SELECT username, role, disabled, password_changed_at FROM users ORDER BY username",
                 logger: logger
             )
@@ -60,7 +60,7 @@ public struct PostgresUserStore: UserStore {
 
     private func one(_ query: PostgresQuery, logger: Logger) async throws -> UserRecord? {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.query(query, logger: logger)
+            let rows = try await connection.collect(query, logger: logger)
             for try await (id, name, hash, role, disabled, version, changed) in rows.decode((Int64, String, String, String, Bool, Int, Date).self) {
                 return UserRecord(id: id, username: name, passwordHash: hash, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version, passwordChangedAt: changed)
             }
