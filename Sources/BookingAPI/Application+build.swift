@@ -61,6 +61,7 @@ public func buildApplication(
         services: [
             services.pool, services.readinessConnection, services.hasher,
             SessionPruner(sessions: SessionStore(database: services.database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)), logger: logger),
+            ExpirySweeper(database: services.database, logger: logger),
         ],
         logger: logger
     )

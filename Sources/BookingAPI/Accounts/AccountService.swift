@@ -137,6 +137,8 @@ public struct AccountService: Sendable {
             "INSERT INTO users (username, password_hash, role) VALUES (\(username), \(hash), \(role.rawValue)) RETURNING \(unescaped: columns)",
             on: connection, logger: logger
         ) else { throw DatabaseError.unexpected(sqlState: "-", message: "insert returned no row") }
+        // Every creation (API, import, manage-passwords) comes through here.
+        try await Outbox.record(.userCreated, user: user, on: connection, logger: logger)
         return user
     }
 
@@ -170,6 +172,7 @@ public struct AccountService: Sendable {
         if newRole != current.role { changes.append("role \(current.role.rawValue) → \(newRole.rawValue)") }
         if newDisabled != current.disabled { changes.append(newDisabled ? "disabled" : "enabled") }
         try await Audit.record("user.updated", target: .user, id: id, actor: actor, note: changes.joined(separator: ", "), on: connection, logger: logger)
+        try await Outbox.record(.userUpdated, user: updated, on: connection, logger: logger)
         return updated
     }
 

@@ -54,7 +54,7 @@ public struct PostgresBookingStore: BookingStore {
                 logger: logger
             )
             guard let booking = try await Self.first(inserted)?.booking else { throw PostgresStoreError.noRow }
-            try await Self.record(booking.id, "submit", actor: actor, note: nil, on: connection, logger: logger)
+            try await Self.record(booking, "submit", actor: actor, note: nil, on: connection, logger: logger)
             if let idempotency {
                 try await drain(
                     """
@@ -139,7 +139,7 @@ public struct PostgresBookingStore: BookingStore {
                     let status = current.booking.status == .pending ? .expired : current.booking.status
                     throw BookingStoreError.notPending(status)
                 }
-                try await Self.record(id, decision.rawValue, actor: actor, note: note, on: connection, logger: logger)
+                try await Self.record(booking, decision.rawValue, actor: actor, note: note, on: connection, logger: logger)
                 return booking
             }
         } catch DatabaseError.constraint(sqlState: "23P01", _) {
@@ -174,7 +174,7 @@ public struct PostgresBookingStore: BookingStore {
                 case let status: throw BookingStoreError.notCancellable(status)
                 }
             }
-            try await Self.record(id, "cancel", actor: actor, note: note, on: connection, logger: logger)
+            try await Self.record(booking, "cancel", actor: actor, note: note, on: connection, logger: logger)
             return booking
         }
     }
@@ -227,7 +227,7 @@ public struct PostgresBookingStore: BookingStore {
                 logger: logger
             )
             guard let booking = try await Self.first(rows)?.booking else { throw BookingStoreError.notFound }
-            try await Self.record(id, "delete", actor: actor, note: nil, on: connection, logger: logger)
+            try await Self.record(booking, "delete", actor: actor, note: nil, on: connection, logger: logger)
             return booking
         }
     }
@@ -254,19 +254,24 @@ public struct PostgresBookingStore: BookingStore {
 
     // MARK: - Helpers
 
-    static let auditActions = [
-        "submit": "booking.submitted", "accept": "booking.accepted", "reject": "booking.rejected", "cancel": "booking.cancelled", "delete": "booking.deleted",
+    /// Each action's audit name, which is also its webhook event type.
+    static let events: [String: WebhookEventType] = [
+        "submit": .bookingSubmitted, "accept": .bookingAccepted, "reject": .bookingRejected,
+        "cancel": .bookingCancelled, "delete": .bookingDeleted,
     ]
 
-    static func record(_ bookingID: Int64, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
-        try await Audit.record(auditActions[action] ?? "booking.\(action)", target: .booking, id: bookingID, actor: actor.audit, note: note, on: connection, logger: logger)
+    /// History, audit trail and webhook outbox, on the change's own connection and transaction.
+    static func record(_ booking: Booking, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
+        guard let event = events[action] else { preconditionFailure("unknown booking action \(action)") }
+        try await Audit.record(event.rawValue, target: .booking, id: booking.id, actor: actor.audit, note: note, on: connection, logger: logger)
         try await drain(
             """
             INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
-            VALUES (\(bookingID), \(action), \(actor.username), \(actor.id), \(note))
+            VALUES (\(booking.id), \(action), \(actor.username), \(actor.id), \(note))
             """,
             on: connection, logger: logger
         )
+        try await Outbox.record(event, booking: booking, on: connection, logger: logger)
     }
 
     static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
