@@ -138,8 +138,8 @@ func jsonObject(_ text: String) -> [String: Any] {
             #expect(try await client.send(.post, "/booking/accept", token: ada, json: ["id": decided]).status == .ok)
             try await startEvent(app.database, id: decided)
             let live = try await submitBooking(client, token: ada, bookingBody(topic: "live", hoursFromNow: 24 * 10))
-            let baseline = try await app.database.events().count
-
+            // The app's own sweeper runs too (every 5 s), so the four here may find some
+            // already reported: what matters is that each expiry is reported once in all.
             let counts = try await app.database.withDatabase { database in
                 let sweeper = ExpirySweeper(database: database, logger: TestEnvironment.logger)
                 return try await withThrowingTaskGroup(of: Int.self) { group in
@@ -147,14 +147,13 @@ func jsonObject(_ text: String) -> [String: Any] {
                     return try await group.reduce(0, +)
                 }
             }
-            #expect(counts == 30)
+            #expect(counts <= 30)
             let again = try await app.database.withDatabase { database in try await ExpirySweeper(database: database, logger: TestEnvironment.logger).sweep() }
             #expect(again == 0)
 
-            let events = Array(try await app.database.events().dropFirst(baseline))
-            #expect(events.count == 30 && events.allSatisfy { $0.type == "booking.expired" })
-            let ids = Set(events.compactMap { jsonObject($0.data)["id"] as? Int })
-            #expect(ids == Set(stale))
+            let events = try await app.database.events().filter { $0.type == "booking.expired" }
+            let ids = events.compactMap { jsonObject($0.data)["id"] as? Int }
+            #expect(ids.count == 30 && Set(ids) == Set(stale), "\(ids.sorted())")
             #expect(events.allSatisfy { jsonObject($0.data)["status"] as? String == "expired" })
             #expect(!ids.contains(live) && !ids.contains(decided))
             let audit = try await client.send(.get, "/audit?action=booking.expired&limit=100", token: ada)

@@ -243,9 +243,7 @@ public struct PostgresBookingStore: BookingStore {
                 events.append(BookingEvent(action: action, actor: actor, at: at, note: note))
             }
             // Expiry is not stored; it is part of the history all the same, at the event's start.
-            if events.last?.action != "delete", let current = try await Self.fetch(id: id, on: connection, logger: logger),
-                current.booking.status == .expired
-            {
+            if let current = try await Self.fetch(id: id, on: connection, logger: logger), current.booking.status == .expired {
                 events.append(BookingEvent(action: "expire", actor: "system", at: current.booking.eventTime, note: nil))
             }
             return events
