@@ -62,6 +62,14 @@ public func buildApplication(
             services.pool, services.readinessConnection, services.hasher,
             SessionPruner(sessions: SessionStore(database: services.database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)), logger: logger),
             ExpirySweeper(database: services.database, logger: logger),
+            WebhookDispatcher(
+                database: services.database,
+                listenConfiguration: try configuration.database.connectionConfiguration(connectTimeout: .seconds(2)),
+                allowPrivateNetworks: configuration.webhookAllowPrivateNetworks,
+                logger: logger,
+                retryBase: configuration.webhookRetryBase,
+                pollInterval: configuration.webhookPollInterval
+            ),
         ],
         logger: logger
     )
@@ -106,6 +114,9 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
         adminRoutes: routes.routes(for: AdminOnly.self)
     )
     UserController(accounts: accounts, audit: AuditStore(database: database)).register(
+        adminRoutes: routes.routes(for: AdminOnly.self)
+    )
+    WebhookController(store: WebhookStore(database: database), allowPrivateNetworks: configuration.webhookAllowPrivateNetworks).register(
         adminRoutes: routes.routes(for: AdminOnly.self)
     )
     table.record(router.routes)

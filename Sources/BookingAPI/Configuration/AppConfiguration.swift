@@ -34,6 +34,12 @@ public struct AppConfiguration: Sendable {
     public var refreshTokenLifetimeSeconds: Int = 1_209_600
     /// Peers whose `X-Forwarded-For` is believed (the load balancers).
     public var trustedProxies: [IPNetwork] = []
+    /// Webhooks may go to loopback, private, link-local and multicast addresses, and over http.
+    public var webhookAllowPrivateNetworks = false
+    /// The first webhook retry waits about this long (tests shorten it; not configurable).
+    var webhookRetryBase: Duration = .seconds(5)
+    /// The dispatcher looks for due deliveries this often besides being woken by NOTIFY.
+    var webhookPollInterval: Duration = .seconds(2)
 
     public init(
         environment: AppEnvironment = .dev,
@@ -68,7 +74,7 @@ public struct AppConfiguration: Sendable {
         "APP_ENV", "HOST", "PORT", "MIGRATIONS_DIR", "LOG_LEVEL", "LOG_FORMAT", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS",
         "ARGON2_PARALLELISM", "HASH_THREADS", "HASH_QUEUE_LIMIT", "LOGIN_THROTTLE_BASE_SECONDS", "DATABASE_POOL_SIZE",
         "DATABASE_TIMEOUT_SECONDS", "HTTP_IDLE_TIMEOUT_SECONDS", "HTTP_READ_TIMEOUT_SECONDS", "MAX_CONNECTIONS",
-        "SHUTDOWN_GRACE_SECONDS", "TRUSTED_PROXIES", "REFRESH_TOKEN_TTL_SECONDS",
+        "SHUTDOWN_GRACE_SECONDS", "TRUSTED_PROXIES", "REFRESH_TOKEN_TTL_SECONDS", "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
     ]
 
     /// Below the process's open-file limit, leaving room for PostgreSQL connections and logs.
@@ -134,6 +140,12 @@ public struct AppConfiguration: Sendable {
                 }
                 return network
             }
+        }
+        if let text = try reader.value("WEBHOOK_ALLOW_PRIVATE_NETWORKS") {
+            guard text == "true" || text == "false" else {
+                throw ConfigurationError(variable: "WEBHOOK_ALLOW_PRIVATE_NETWORKS", reason: "must be true or false")
+            }
+            configuration.webhookAllowPrivateNetworks = text == "true"
         }
         return configuration
     }

@@ -44,4 +44,8 @@ public enum MetricNames {
     public static let connectionsClosed = "http_connections_closed_total"
     public static let requestsAbandoned = "http_requests_abandoned_total"
     public static let databasePoolReplacements = "db_pool_replacements_total"
+    public static let webhookDeliveries = "webhook_deliveries_total"
+    public static let webhookBacklog = "webhook_outbox_backlog"
+    public static let webhookOldest = "webhook_outbox_oldest_seconds"
+    public static let webhookLatency = "webhook_delivery_latency_seconds"
 }
