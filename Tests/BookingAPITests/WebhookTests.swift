@@ -235,6 +235,12 @@ func webhookApp(allowPrivate: Bool = true, poll: Duration = .seconds(2)) async t
             #expect(attempts.compactMap { $0["number"] as? Int } == [1, 2, 3])
             try await Task.sleep(for: .seconds(1))
             #expect(receiver.all.count == 3, "nothing more after the 2xx")
+            let metrics = try await client.send(.get, "/metrics").text
+            #expect(metrics.contains(#"webhook_deliveries_total{outcome="delivered"}"#), "\(metrics.prefix(3000))")
+            #expect(metrics.contains(#"webhook_deliveries_total{outcome="retried"}"#))
+            #expect(metrics.contains("webhook_delivery_latency_seconds_bucket"))
+            #expect(metrics.contains("# TYPE webhook_outbox_backlog gauge"))
+            #expect(metrics.contains("# TYPE webhook_outbox_oldest_seconds gauge"))
         }
     }
 
@@ -402,6 +408,30 @@ func webhookApp(allowPrivate: Bool = true, poll: Duration = .seconds(2)) async t
         }
     }
 
+    @Test func oldEventsArePrunedUnlessADeliveryIsPending() async throws {
+        let app = try await webhookApp()
+        try await app.database.execute("INSERT INTO webhook_subscriptions (url, events, secret, created_by) VALUES ('http://127.0.0.1:9/', ARRAY['*'], '\\x00'::bytea, 't')")
+        try await app.database.execute("""
+            INSERT INTO webhook_events (id, type, data, created_at) VALUES
+                ('evt_old_done', 'user.created', '{}', now() - interval '31 days'),
+                ('evt_old_pending', 'user.created', '{}', now() - interval '31 days'),
+                ('evt_recent', 'user.created', '{}', now() - interval '29 days')
+            """)
+        try await app.database.execute("UPDATE webhook_deliveries SET state = 'delivered' WHERE event_id <> 'evt_old_pending'")
+        // The pending one must not be sent during the test: its lease is held.
+        try await app.database.execute("UPDATE webhook_deliveries SET lease_until = now() + interval '1 hour' WHERE event_id = 'evt_old_pending'")
+        let deleted = try await app.database.withDatabase { database in
+            try await WebhookDispatcher(
+                database: database, listenConfiguration: try app.database.url.connectionConfiguration(connectTimeout: .seconds(2)),
+                allowPrivateNetworks: true, logger: TestEnvironment.logger
+            ).prune()
+        }
+        #expect(deleted == 1)
+        let left = try await app.database.scalar("SELECT string_agg(id, ',' ORDER BY id) FROM webhook_events", as: String.self)
+        #expect(left == "evt_old_pending,evt_recent")
+        #expect(try await app.database.scalar("SELECT count(*) FROM webhook_deliveries", as: Int.self) == 2)
+    }
+
     @Test func theAddressIsCheckedAgainWhenSending() async throws {
         // A subscription to loopback stored while private networks were allowed (or a name that
         // resolves elsewhere by now): a server that does not allow them refuses to send.
@@ -476,4 +506,68 @@ private struct RolledBack: Error {}
 
 extension Date {
     func rounded() -> Date { Date(timeIntervalSince1970: timeIntervalSince1970.rounded()) }
+}
+
+/// Real `booking-server` processes sharing one database and one receiver.
+@Suite struct WebhookReplicaTests {
+    @Test func twoServersDeliverEveryEventOnceAndShutDownPastAStuckReceiver() async throws {
+        let receiver = try await WebhookReceiver.start { path, _ in
+            if path == "stuck" { try? await Task.sleep(for: .seconds(60)) }
+            return .noContent
+        }
+        defer { Task { await receiver.stop() } }
+        let database = try await TestDatabase.create()
+        let key = WebhookSignature.newSecret()
+        try await database.execute(
+            "INSERT INTO webhook_subscriptions (url, events, secret, created_by) VALUES (\(receiver.url()), ARRAY['*'], \(Data(key.key)), 'test')"
+        )
+        var servers: [(BackgroundProgram, String)] = []
+        for _ in 0..<2 {
+            let port = try await freePort()
+            let server = try BackgroundProgram.start(
+                "booking-server", [],
+                environment: ["DATABASE_URL": database.connectionString, "PORT": String(port), "APP_ENV": "test",
+                              "MIGRATIONS_DIR": TestEnvironment.migrationsDirectory, "LOG_LEVEL": "warning",
+                              "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "SHUTDOWN_GRACE_SECONDS": "3"]
+            )
+            servers.append((server, "http://127.0.0.1:\(port)"))
+        }
+        defer { for (server, _) in servers { server.signal(SIGKILL) } }
+        for (server, base) in servers {
+            var up = false
+            for _ in 0..<100 where !up {
+                up = try await runProgram("/usr/bin/curl", ["-fs", "\(base)/healthz"]).status == 0
+                if !up { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            try #require(up, "server did not start: \(server.output)")
+        }
+        // 300 events committed at once: both dispatchers wake and claim from the same queue.
+        try await database.execute(
+            "INSERT INTO webhook_events (type, data) SELECT 'user.created', '{\"n\":' || g || '}' FROM generate_series(1, 300) g"
+        )
+        let got = try await receiver.wait(timeout: .seconds(60)) { Set($0.map(\.id)).count >= 300 }
+        try await Task.sleep(for: .seconds(1))
+        #expect(Set(got.map(\.id)).count == 300, "every event delivered")
+        #expect(receiver.all.count == 300, "none sent twice")
+        #expect(try await database.scalar("SELECT count(*) FROM webhook_attempts", as: Int.self) == 300)
+        #expect(try await database.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered' AND attempts = 1", as: Int.self) == 300)
+        let sample = Array(receiver.all.prefix(5))
+        #expect(try await verifyWebhooks(sample, secrets: [key.text]).allSatisfy { $0 == [true] })
+
+        // A receiver that never answers does not hold up shutdown beyond SHUTDOWN_GRACE_SECONDS.
+        try await database.execute(
+            "INSERT INTO webhook_subscriptions (url, events, secret, created_by) VALUES (\(receiver.url("stuck")), ARRAY['*'], \(Data(key.key)), 'test')"
+        )
+        try await database.execute("INSERT INTO webhook_events (type, data) SELECT 'user.created', '{}' FROM generate_series(1, 4)")
+        try await receiver.wait { $0.filter { $0.path == "stuck" }.count >= 4 }
+        let clock = ContinuousClock()
+        let start = clock.now
+        for (server, _) in servers { server.signal(SIGTERM) }
+        for (server, _) in servers {
+            let status = await server.wait()
+            #expect(status == 0, "\(server.output)")
+        }
+        let took = clock.now - start
+        #expect(took < .seconds(3 + 2), "shutdown took \(took)")
+    }
 }

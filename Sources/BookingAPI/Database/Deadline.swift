@@ -7,7 +7,14 @@ import Synchronization
 
 /// The connection an operation holds, so that a deadline can close it.
 final class ConnectionSlot: Sendable {
-    private let connection = Mutex<PostgresConnection?>(nil)
+    private struct State {
+        var connection: PostgresConnection?
+        /// Closed by whoever gave up on the operation: a connection held after that (an
+        /// operation that connected after its deadline) is closed at once, not dropped open.
+        var closed = false
+    }
+
+    private let state = Mutex(State())
     /// The lease is counted in `db_pool_connections_in_use`; uncounted once, by whoever ends
     /// it first: the operation, or the deadline that abandons it.
     private let counted = Atomic<Bool>(false)
@@ -23,13 +30,23 @@ final class ConnectionSlot: Sendable {
         }
     }
 
-    func hold(_ held: PostgresConnection) { connection.withLock { $0 = held } }
-    func release() { connection.withLock { $0 = nil } }
+    func hold(_ held: PostgresConnection) {
+        let late = state.withLock { state -> Bool in
+            state.connection = held
+            return state.closed
+        }
+        if late { held.closeInBackground() }
+    }
+
+    func release() { state.withLock { $0.connection = nil } }
 
     /// Closing the channel fails every statement waiting on it at once, whatever PostgreSQL or
     /// the network does; the pool then replaces the connection.
     func close() {
-        connection.withLock { $0 }?.closeInBackground()
+        state.withLock { state -> PostgresConnection? in
+            state.closed = true
+            return state.connection
+        }?.closeInBackground()
     }
 }
 

@@ -16,7 +16,7 @@ import Synchronization
 /// `pollInterval`, which finds retries that fall due and covers a lost notification connection.
 /// When PostgreSQL falters it logs, waits and looks again; it never blocks the API, which only
 /// writes rows.
-struct WebhookDispatcher: Service {
+struct WebhookDispatcher: Service, CustomStringConvertible {
     let database: Database
     let listenConfiguration: PostgresConnection.Configuration
     let allowPrivateNetworks: Bool
@@ -35,6 +35,9 @@ struct WebhookDispatcher: Service {
     static let minimumRetryPeriod: TimeInterval = 86_400
     /// Bytes of a receiver's answer read before the connection is dropped.
     static let responseLimit = 16 * 1024
+
+    /// ServiceLifecycle logs its services: never the connection settings, which hold a password.
+    var description: String { "WebhookDispatcher" }
 
     func run() async {
         let wakeup = Wakeup()
@@ -332,13 +335,15 @@ struct WebhookDispatcher: Service {
     /// notification. A lost connection is opened again after a second; polling covers the gap.
     func listen(wakeup: Wakeup) async {
         while !Task.isCancelled {
+            // The slot closes the connection however this ends, also when it was opened just
+            // after a deadline or a cancellation gave up on it.
+            let slot = ConnectionSlot()
+            defer { slot.close() }
             do {
-                let connection = try await withDeadline(.seconds(5), slot: ConnectionSlot()) { [listenConfiguration, logger] in
-                    try await PostgresConnection.connect(configuration: listenConfiguration, id: 1, logger: logger)
-                }
-                defer { connection.closeInBackground() }
-                let notifications = try await withDeadline(.seconds(5), closing: connection) {
-                    try await connection.listen("webhook_events")
+                let notifications = try await withDeadline(.seconds(5), slot: slot) { [listenConfiguration, logger] in
+                    let connection = try await PostgresConnection.connect(configuration: listenConfiguration, id: 1, logger: logger)
+                    slot.hold(connection)
+                    return try await connection.listen("webhook_events")
                 }
                 // Whatever committed while no one listened.
                 wakeup.signal()
@@ -353,9 +358,43 @@ struct WebhookDispatcher: Service {
         }
     }
 
-    /// `webhook_outbox_backlog` and `webhook_outbox_oldest_seconds`, every 10 s.
+    /// Events are kept this long, then deleted with their deliveries unless one is pending.
+    static let retention = "30 days"
+
+    func prune() async throws -> Int {
+        try await database.withConnection(logger: logger) { connection in
+            let rows = try await connection.collect(
+                """
+                WITH gone AS (
+                    DELETE FROM webhook_events e
+                    WHERE e.created_at < now() - interval '\(unescaped: Self.retention)'
+                      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
+                    RETURNING 1
+                )
+                SELECT count(*) FROM gone
+                """,
+                logger: logger
+            )
+            var deleted = 0
+            for try await count in rows.decode(Int.self) { deleted = count }
+            return deleted
+        }
+    }
+
+    /// `webhook_outbox_backlog` and `webhook_outbox_oldest_seconds` every 10 s; old events pruned
+    /// every hour.
     func reportBacklog() async {
+        var round = 0
         while !Task.isCancelled {
+            if round % 360 == 0 {
+                do {
+                    let deleted = try await prune()
+                    if deleted > 0 { logger.info("webhooks: pruned old events", metadata: ["count": "\(deleted)"]) }
+                } catch {
+                    if Task.isCancelled { return }
+                }
+            }
+            round += 1
             do {
                 try await database.withConnection(logger: logger) { connection in
                     let rows = try await connection.collect(
