@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import Logging
 import PostgresNIO
 import Testing
 
@@ -569,5 +570,51 @@ extension Date {
         }
         let took = clock.now - start
         #expect(took < .seconds(3 + 2), "shutdown took \(took)")
+    }
+}
+
+@Suite struct WebhookResilienceTests {
+    /// PostgreSQL stopped for 6 s and started again: the dispatcher logs, waits (no tight loop of
+    /// failures) and delivers what committed afterwards, including over a new LISTEN connection.
+    @Test func theDispatcherWaitsOutAStoppedDatabaseAndResumes() async throws {
+        let receiver = try await WebhookReceiver.start()
+        defer { Task { await receiver.stop() } }
+        let cluster = try await PrivateCluster.start()
+        defer { Task { await cluster.remove() } }
+        let database = TestDatabase(url: try cluster.url)
+        try await database.migrate()
+        // Polling off: after the restart only a re-opened LISTEN connection can wake it.
+        let app = try await TestApp.make(database: database) { configuration in
+            configuration.webhookAllowPrivateNetworks = true
+            configuration.webhookRetryBase = .milliseconds(200)
+            configuration.webhookPollInterval = .seconds(3600)
+            configuration.databaseTimeout = .seconds(2)
+        }
+        try await app.createUser("ada", role: .admin)
+        let capture = LogCapture()
+        let logger = Logger(label: "booking-api") { capture.handler(label: $0) }
+        let built = try await buildApplication(app.configuration, logger: logger)
+        try await built.test(.router) { client in
+            let admin = try await client.token("ada")
+            _ = try await subscribe(client, token: admin, url: receiver.url(), events: ["user.created"])
+            #expect(try await client.send(.post, "/users", token: admin, json: ["username": "before", "role": "requester"]).status == .created)
+            try await receiver.wait { $0.count >= 1 }
+
+            try await cluster.run("stop")
+            try await Task.sleep(for: .seconds(6))
+            try await cluster.run("start")
+            var created = false
+            for _ in 0..<50 where !created {
+                let answer = try await client.send(.post, "/users", token: admin, json: ["username": "after", "role": "requester"])
+                created = answer.status == .created
+                if !created { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            try #require(created)
+            let got = try await receiver.wait { $0.count >= 2 }
+            #expect(got.compactMap { ($0.json["data"] as? [String: Any])?["username"] as? String } == ["before", "after"])
+        }
+        let failures = capture.text.split(separator: "\n").filter { $0.contains("webhooks:") }
+        #expect(failures.count < 30, "the dispatcher retried in a tight loop: \(failures.count) lines")
+        #expect(!capture.text.contains(cluster.password))
     }
 }
