@@ -43,10 +43,12 @@ struct WebhookDispatcher: Service, CustomStringConvertible {
         let wakeup = Wakeup()
         let clients = WebhookClients(logger: logger)
         let inFlight = InFlight()
+        let finished = Finished()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.listen(wakeup: wakeup) }
                 group.addTask { await self.reportBacklog() }
+                group.addTask { await self.recordFinished(finished, inFlight: inFlight, wakeup: wakeup) }
                 while !Task.isCancelled {
                     let free = maximumInFlight - inFlight.count.load(ordering: .relaxed)
                     var claimed: [Job] = []
@@ -61,11 +63,7 @@ struct WebhookDispatcher: Service, CustomStringConvertible {
                     }
                     for job in claimed {
                         inFlight.count.add(1, ordering: .relaxed)
-                        group.addTask {
-                            await self.deliver(job, clients: clients)
-                            inFlight.count.subtract(1, ordering: .relaxed)
-                            wakeup.signal()
-                        }
+                        group.addTask { finished.add(await self.attempt(job, clients: clients)) }
                     }
                     // A full batch: there may be more due at once.
                     if free > 0, claimed.count == free { continue }
@@ -139,18 +137,44 @@ struct WebhookDispatcher: Service, CustomStringConvertible {
         case interrupted
     }
 
-    func deliver(_ job: Job, clients: WebhookClients) async {
+    /// One attempt made, waiting to be recorded.
+    struct Attempted: Sendable {
+        let job: Job
+        let outcome: Outcome
+        let startedAt: Date
+        let milliseconds: Int
+    }
+
+    func attempt(_ job: Job, clients: WebhookClients) async -> Attempted {
         let startedAt = Date()
         let clock = ContinuousClock()
         let start = clock.now
         let outcome = await send(job, clients: clients)
         let elapsed = clock.now - start
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-        // Recorded even when shutdown cancelled this task: a detached task is not cancelled.
-        let recorded = Task.detached { [self] in
-            await self.record(job, outcome: outcome, startedAt: startedAt, milliseconds: milliseconds)
+        return Attempted(job: job, outcome: outcome, startedAt: startedAt, milliseconds: milliseconds)
+    }
+
+    /// Records finished attempts, as many as are waiting in one transaction (one statement for
+    /// all of them), so that the database work per event stays small under load. At shutdown it
+    /// records what the cut-off attempts report before it returns.
+    func recordFinished(_ finished: Finished, inFlight: InFlight, wakeup: Wakeup) async {
+        while true {
+            let batch = finished.take()
+            if !batch.isEmpty {
+                // A detached task is not cancelled by shutdown: the outcomes are recorded.
+                await Task.detached { await self.record(batch) }.value
+                inFlight.count.subtract(batch.count, ordering: .relaxed)
+                wakeup.signal()
+                continue
+            }
+            if Task.isCancelled {
+                if inFlight.count.load(ordering: .relaxed) == 0 { return }
+                await Task.detached { try? await Task.sleep(for: .milliseconds(20)) }.value
+                continue
+            }
+            await finished.wakeup.wait(upTo: .seconds(1))
         }
-        await recorded.value
     }
 
     struct Decision: Sendable, Equatable {
@@ -186,64 +210,86 @@ struct WebhookDispatcher: Service, CustomStringConvertible {
         return decision
     }
 
-    func record(_ job: Job, outcome: Outcome, startedAt: Date, milliseconds: Int) async {
-        let decision = Self.decide(outcome, attempt: job.attempt, deliveryCreated: job.deliveryCreated, retryBase: retryBase)
-        switch (decision.state, outcome) {
-        case ("delivered", _): WebhookMetrics.outcome(.delivered).increment()
-        case (_, .interrupted): break
-        case _ where decision.gone: WebhookMetrics.outcome(.gone).increment()
-        case ("failed", _): WebhookMetrics.outcome(.failed).increment()
-        default: WebhookMetrics.outcome(.retried).increment()
-        }
-        let (state, next, status, error, gone) = (decision.state, decision.next, decision.status, decision.error, decision.gone)
+    func record(_ batch: [Attempted]) async {
+        let decided = batch.map { ($0, Self.decide($0.outcome, attempt: $0.job.attempt, deliveryCreated: $0.job.deliveryCreated, retryBase: retryBase)) }
         do {
-            try await database.transaction(logger: logger) { connection in
-                try await drain(
-                    """
+            try await write(decided)
+        } catch {
+            // One bad row (a delivery deleted with its subscription meanwhile) must not lose the
+            // others: record them one by one.
+            for item in decided where batch.count > 1 {
+                try? await write([item])
+            }
+            if batch.count == 1 {
+                // The lease runs out and the delivery is tried again: at least once, not exactly once.
+                logger.warning(
+                    "webhooks: recording an attempt failed; the delivery will be tried again",
+                    metadata: ["delivery": "\(batch[0].job.delivery)", "error": .string(Self.describe(database: error))]
+                )
+            }
+        }
+        for (attempted, decision) in decided {
+            switch (decision.state, attempted.outcome) {
+            case ("delivered", _):
+                WebhookMetrics.outcome(.delivered).increment()
+                WebhookMetrics.latency.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(attempted.job.eventCreated)) * 1e9))
+            case (_, .interrupted): break
+            case _ where decision.gone: WebhookMetrics.outcome(.gone).increment()
+            case ("failed", _): WebhookMetrics.outcome(.failed).increment()
+            default: WebhookMetrics.outcome(.retried).increment()
+            }
+        }
+    }
+
+    private func write(_ decided: [(Attempted, Decision)]) async throws {
+        // Arrays bind as one parameter each; 0 and "" stand for "no status" and "no error".
+        let deliveries = decided.map { $0.0.job.delivery }
+        let attempts = decided.map { $0.0.job.attempt }
+        let started = decided.map { $0.0.startedAt }
+        let durations = decided.map { $0.0.milliseconds }
+        let statuses = decided.map { $0.1.status ?? 0 }
+        let errors = decided.map { $0.1.error ?? "" }
+        let states = decided.map { $0.1.state }
+        let next = decided.map { $0.1.next }
+        let gone = Array(Set(decided.filter { $0.1.gone }.map { $0.0.job.subscription }))
+        try await database.transaction(logger: logger) { connection in
+            // Only while the lease is still this attempt's (another replica may have taken the
+            // delivery after it ran out). A retry asked for meanwhile keeps it due now.
+            try await drain(
+                """
+                WITH o AS (
+                    SELECT * FROM unnest(\(deliveries)::bigint[], \(attempts)::bigint[], \(started)::timestamptz[],
+                        \(durations)::bigint[], \(statuses)::bigint[], \(errors)::text[], \(states)::text[], \(next)::timestamptz[])
+                        AS o(delivery, attempt, started, duration, status, error, state, next)
+                ), recorded AS (
                     INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status, error)
-                    VALUES (\(job.delivery), \(job.attempt), \(startedAt), \(milliseconds), \(status), \(error))
-                    """,
-                    on: connection, logger: logger
+                    SELECT delivery, attempt, started, duration, nullif(status, 0), nullif(error, '') FROM o
                 )
-                // Only while the lease is still this attempt's (another replica may have taken
-                // the delivery after it ran out). A retry asked for meanwhile keeps it due now.
-                try await drain(
+                UPDATE webhook_deliveries d SET
+                    lease_until = NULL, last_status = nullif(o.status, 0), last_error = nullif(o.error, ''),
+                    state = CASE WHEN d.retry_requested_at IS NOT NULL THEN 'pending' ELSE o.state END,
+                    next_attempt_at = CASE WHEN d.retry_requested_at IS NOT NULL THEN clock_timestamp() ELSE o.next END,
+                    retry_requested_at = NULL
+                FROM o WHERE d.id = o.delivery AND d.attempts = o.attempt
+                """,
+                on: connection, logger: logger
+            )
+            for subscription in gone {
+                var changed = false
+                for try await _ in try await connection.collect(
                     """
-                    UPDATE webhook_deliveries SET
-                        lease_until = NULL, last_status = \(status), last_error = \(error),
-                        state = CASE WHEN retry_requested_at IS NOT NULL THEN 'pending' ELSE \(state) END,
-                        next_attempt_at = CASE WHEN retry_requested_at IS NOT NULL THEN clock_timestamp() ELSE \(next) END,
-                        retry_requested_at = NULL
-                    WHERE id = \(job.delivery) AND attempts = \(job.attempt)
+                    UPDATE webhook_subscriptions SET disabled = true, disabled_reason = 'gone', updated_at = now()
+                    WHERE id = \(subscription) AND NOT disabled RETURNING id
                     """,
-                    on: connection, logger: logger
-                )
-                if gone {
-                    var changed = false
-                    for try await _ in try await connection.collect(
-                        """
-                        UPDATE webhook_subscriptions SET disabled = true, disabled_reason = 'gone', updated_at = now()
-                        WHERE id = \(job.subscription) AND NOT disabled RETURNING id
-                        """,
-                        logger: logger
-                    ) { changed = true }
-                    if changed {
-                        try await Audit.record(
-                            "webhook.updated", target: .webhook, id: job.subscription, actor: ExpirySweeper.actor,
-                            note: "disabled: the receiver answered 410 Gone", on: connection, logger: logger
-                        )
-                    }
+                    logger: logger
+                ) { changed = true }
+                if changed {
+                    try await Audit.record(
+                        "webhook.updated", target: .webhook, id: subscription, actor: ExpirySweeper.actor,
+                        note: "disabled: the receiver answered 410 Gone", on: connection, logger: logger
+                    )
                 }
             }
-        } catch {
-            // The lease runs out and the delivery is tried again: at least once, not exactly once.
-            logger.warning(
-                "webhooks: recording an attempt failed; the delivery will be tried again",
-                metadata: ["delivery": "\(job.delivery)", "error": .string(Self.describe(database: error))]
-            )
-        }
-        if state == "delivered" {
-            WebhookMetrics.latency.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(job.eventCreated)) * 1e9))
         }
     }
 
@@ -417,9 +463,27 @@ struct WebhookDispatcher: Service, CustomStringConvertible {
     }
 }
 
-/// Attempts being made right now.
+/// Attempts being made or waiting to be recorded.
 final class InFlight: Sendable {
     let count = Atomic<Int>(0)
+}
+
+/// Attempts made and not yet recorded.
+final class Finished: Sendable {
+    private let items = Mutex<[WebhookDispatcher.Attempted]>([])
+    let wakeup = Wakeup()
+
+    func add(_ item: WebhookDispatcher.Attempted) {
+        items.withLock { $0.append(item) }
+        wakeup.signal()
+    }
+
+    func take() -> [WebhookDispatcher.Attempted] {
+        items.withLock { items in
+            defer { items = [] }
+            return items
+        }
+    }
 }
 
 /// Wakes one waiting task; a signal with no one waiting is kept for the next wait.
