@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
@@ -409,6 +410,51 @@ func webhookApp(allowPrivate: Bool = true, poll: Duration = .seconds(2)) async t
         }
     }
 
+    @Test func redirectsAreNotFollowed() async throws {
+        let receiver = try await WebhookReceiver.start(responding: { path, _ in
+            path == "hook"
+                ? Response(status: .temporaryRedirect, headers: [.location: "/elsewhere"])
+                : Response(status: .noContent)
+        })
+        defer { Task { await receiver.stop() } }
+        let app = try await webhookApp()
+        try await app.createUser("ada", role: .admin)
+        try await app.test { client in
+            let admin = try await client.token("ada")
+            let (hook, _) = try await subscribe(client, token: admin, url: receiver.url(), events: ["user.created"])
+            #expect(try await client.send(.post, "/users", token: admin, json: ["username": "u1", "role": "requester"]).status == .created)
+            let delivery = try await waitForDelivery(client, token: admin, hook: hook) { ($0["attempts"] as? Int ?? 0) >= 2 }
+            #expect(delivery["state"] as? String == "pending", "a redirect is a failed attempt")
+            #expect(delivery["last_status"] as? Int == 307)
+            #expect(receiver.all.allSatisfy { $0.path == "hook" }, "the redirect's target got nothing")
+        }
+    }
+
+    @Test func onlyAFewKilobytesOfAnAnswerAreRead() async throws {
+        // An answer that never ends: read whole, the attempt would time out; the dispatcher stops
+        // after 16 KiB and takes the 200.
+        let receiver = try await WebhookReceiver.start(responding: { _, _ in
+            Response(status: .ok, body: ResponseBody { writer in
+                let chunk = ByteBuffer(repeating: UInt8(ascii: "a"), count: 4096)
+                while true {
+                    try await writer.write(chunk)
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            })
+        })
+        defer { Task { await receiver.stop() } }
+        let app = try await webhookApp()
+        try await app.createUser("ada", role: .admin)
+        try await app.test { client in
+            let admin = try await client.token("ada")
+            let (hook, _) = try await subscribe(client, token: admin, url: receiver.url(), events: ["user.created"])
+            #expect(try await client.send(.post, "/users", token: admin, json: ["username": "u1", "role": "requester"]).status == .created)
+            let delivery = try await waitForDelivery(client, token: admin, hook: hook) { $0["state"] as? String != "pending" || ($0["attempts"] as? Int ?? 0) > 1 }
+            #expect(delivery["state"] as? String == "delivered", "\(delivery)")
+            #expect(delivery["attempts"] as? Int == 1)
+        }
+    }
+
     @Test func oldEventsArePrunedUnlessADeliveryIsPending() async throws {
         let app = try await webhookApp()
         try await app.database.execute("INSERT INTO webhook_subscriptions (url, events, secret, created_by) VALUES ('http://127.0.0.1:9/', ARRAY['*'], '\\x00'::bytea, 't')")
@@ -466,15 +512,16 @@ func webhookApp(allowPrivate: Bool = true, poll: Duration = .seconds(2)) async t
             let admin = try await client.token("ada")
             let rita = try await client.token("rita")
             _ = try await subscribe(client, token: admin, url: receiver.url(), events: ["*"])
-            for index in 0..<20 {
+            let limit = WebhookDispatcher.inFlightLimit
+            for index in 0..<(limit + 8) {
                 _ = try await submitBooking(client, token: rita, bookingBody(hoursFromNow: Double(100 + index * 5)))
             }
             // Every submission was answered while the receiver still held its first request (an
             // attempt ends after 10 s at the latest).
             #expect(try await app.database.scalar("SELECT count(*) FROM webhook_attempts", as: Int.self) == 0)
-            #expect(try await app.database.scalar("SELECT count(*) FROM bookings", as: Int.self) == 20)
-            let arrived = try await receiver.wait { $0.count >= 16 }
-            #expect(arrived.count <= 16, "at most 16 attempts in flight")
+            #expect(try await app.database.scalar("SELECT count(*) FROM bookings", as: Int.self) == limit + 8)
+            let arrived = try await receiver.wait { $0.count >= limit }
+            #expect(arrived.count <= limit, "at most \(limit) attempts in flight")
         }
     }
 }

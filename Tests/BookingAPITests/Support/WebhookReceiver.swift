@@ -46,6 +46,12 @@ struct WebhookReceiver: Sendable {
     static func start(
         answer: @escaping @Sendable (_ path: String, _ earlier: Int) async -> HTTPResponse.Status = { _, _ in .noContent }
     ) async throws -> WebhookReceiver {
+        try await start(responding: { path, earlier in Response(status: await answer(path, earlier)) })
+    }
+
+    static func start(
+        responding: @escaping @Sendable (_ path: String, _ earlier: Int) async -> Response
+    ) async throws -> WebhookReceiver {
         let log = ReceivedLog()
         let router = Router()
         router.post("**") { request, context -> Response in
@@ -54,7 +60,7 @@ struct WebhookReceiver: Sendable {
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             let item = ReceivedWebhook(path: String(request.uri.path.dropFirst()), headers: headers, body: Array(buffer: body), at: Date())
             let earlier = log.append(item)
-            return Response(status: await answer(item.path, earlier))
+            return await responding(item.path, earlier)
         }
         let port = Mutex<Int?>(nil)
         var logger = Logger(label: "webhook-receiver")
