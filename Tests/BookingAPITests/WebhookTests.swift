@@ -61,6 +61,9 @@ func webhookApp(allowPrivate: Bool = true, poll: Duration = .seconds(2)) async t
             #expect(patched.json["description"] is NSNull)
             #expect(patched.json["disabled"] as? Bool == true)
             #expect(patched.json["disabled_reason"] as? String == "admin")
+            let unchanged = try await client.send(.patch, "/webhooks/\(id)", token: token, json: [String: Any]())
+            #expect(unchanged.status == .ok, "an empty patch changes nothing: \(unchanged.text)")
+            #expect(unchanged.json["events"] as? [String] == ["*"])
             let enabled = try await client.send(.patch, "/webhooks/\(id)", token: token, json: ["disabled": false])
             #expect(enabled.json["disabled_reason"] is NSNull)
 

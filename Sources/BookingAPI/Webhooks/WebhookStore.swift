@@ -149,25 +149,29 @@ struct WebhookStore: Sendable {
     struct Change: Sendable {
         var url: String?
         var events: [String]?
-        /// Present: set (nil clears it).
+        /// Present: set (nil clears it). Every optional value is cast: a NULL bind has no type.
         var description: String??
         var disabled: Bool?
     }
 
     func update(id: Int64, change: Change, actor: AuditActor, logger: Logger) async throws -> WebhookSubscription? {
-        try await database.transaction(logger: logger) { connection in
+        // An empty patch changes nothing, so it leaves no audit entry either.
+        if change.url == nil, change.events == nil, change.description == nil, change.disabled == nil {
+            return try await get(id: id, logger: logger)
+        }
+        return try await database.transaction(logger: logger) { connection in
             let setsDescription = change.description != nil
             let description = change.description ?? nil
             let rows = try await connection.collect(
                 """
                 UPDATE webhook_subscriptions SET
-                    url = coalesce(\(change.url), url),
-                    events = coalesce(\(change.events), events),
-                    description = CASE WHEN \(setsDescription) THEN \(description) ELSE description END,
-                    disabled = coalesce(\(change.disabled), disabled),
+                    url = coalesce(\(change.url)::text, url),
+                    events = coalesce(\(change.events)::text[], events),
+                    description = CASE WHEN \(setsDescription) THEN \(description)::text ELSE description END,
+                    disabled = coalesce(\(change.disabled)::boolean, disabled),
                     disabled_reason = CASE
-                        WHEN \(change.disabled) IS NULL THEN disabled_reason
-                        WHEN \(change.disabled) THEN 'admin' ELSE NULL END,
+                        WHEN \(change.disabled)::boolean IS NULL THEN disabled_reason
+                        WHEN \(change.disabled)::boolean THEN 'admin' ELSE NULL END,
                     updated_at = now()
                 WHERE id = \(id)
                 RETURNING \(unescaped: Self.columns)
