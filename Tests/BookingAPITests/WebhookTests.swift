@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import BookingAPI
@@ -644,9 +645,12 @@ extension Date {
         let capture = LogCapture()
         let logger = Logger(label: "booking-api") { capture.handler(label: $0) }
         let built = try await buildApplication(app.configuration, logger: logger)
+        let secrets = Mutex<[String]>([])
         try await built.test(.router) { client in
             let admin = try await client.token("ada")
-            _ = try await subscribe(client, token: admin, url: receiver.url(), events: ["user.created"])
+            let (hook, secret) = try await subscribe(client, token: admin, url: receiver.url(), events: ["user.created"])
+            let rotated = try await client.send(.post, "/webhooks/\(hook)/secret", token: admin).json["secret"] as? String
+            secrets.withLock { $0 = [secret, rotated ?? secret] }
             #expect(try await client.send(.post, "/users", token: admin, json: ["username": "before", "role": "requester"]).status == .created)
             try await receiver.wait { $0.count >= 1 }
 
@@ -666,5 +670,10 @@ extension Date {
         let failures = capture.text.split(separator: "\n").filter { $0.contains("webhooks:") }
         #expect(failures.count < 30, "the dispatcher retried in a tight loop: \(failures.count) lines")
         #expect(!capture.text.contains(cluster.password))
+        // Every line at trace level (async-http-client's included): no signing secret in any.
+        for secret in secrets.withLock({ $0 }) {
+            #expect(!capture.text.contains(String(secret.dropFirst(6))))
+        }
+        #expect(capture.text.contains("webhook") || capture.text.contains("ahc"), "the capture saw the dispatcher's lines")
     }
 }
