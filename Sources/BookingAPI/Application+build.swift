@@ -98,7 +98,8 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
         throttle: LoginThrottle(database: database, baseBlockSeconds: configuration.loginThrottleBaseSeconds),
         trustedProxies: configuration.trustedProxies,
         sessions: SessionStore(database: database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)),
-        accounts: accounts
+        accounts: accounts,
+        secureCookies: configuration.environment == .prod
     ).register(
         publicRoutes: routes.publicRoutes(),
         userRoutes: routes.routes(for: AnyAuthenticatedUser.self)

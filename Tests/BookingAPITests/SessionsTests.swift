@@ -333,3 +333,95 @@ private func expectInvalidGrant(_ response: TestResponseBody, _ comment: String,
         #expect(try await app.database.acctInt("SELECT count(*)::int FROM users WHERE username = 'mona' AND token_version = 1") == 1, "the password did not change")
     }
 }
+
+/// The browser's session: the refresh token in an HttpOnly cookie, never in the body.
+@Suite struct BrowserSessionTests {
+    static func cookieValue(_ header: String?) -> String? {
+        guard let header, let pair = header.split(separator: ";").first else { return nil }
+        let parts = pair.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, parts[0] == AuthController.refreshCookie[...] else { return nil }
+        return String(parts[1])
+    }
+
+    @Test func aCookieSessionKeepsTheRefreshTokenOutOfScriptsReach() async throws {
+        let app = try await TestApp.make()
+        try await app.createUser("rita", role: .requester)
+        try await app.test { client in
+            let login = try await client.send(
+                .post, "/token", body: "username=rita&password=correct+horse+battery&session=cookie", contentType: "application/x-www-form-urlencoded"
+            )
+            #expect(login.status == .ok)
+            #expect(login.json["access_token"] is String)
+            #expect(login.json["refresh_token"] == nil, "the token is in the cookie only")
+            let setCookie = try #require(login.headers[.setCookie])
+            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/token", "Max-Age=1209600"] {
+                #expect(setCookie.contains(attribute), "\(setCookie)")
+            }
+            #expect(!setCookie.contains("Secure"), "no Secure outside prod (plain http on loopback)")
+            let first = try #require(Self.cookieValue(setCookie))
+
+            // A reload: the cookie alone gets a new access token and a new cookie.
+            let refreshed = try await client.send(
+                .post, "/token", body: "grant_type=refresh_token", contentType: "application/x-www-form-urlencoded",
+                headers: [.cookie: "other=1; \(AuthController.refreshCookie)=\(first)"]
+            )
+            #expect(refreshed.status == .ok, "\(refreshed.text)")
+            #expect(refreshed.json["refresh_token"] == nil)
+            let second = try #require(Self.cookieValue(refreshed.headers[.setCookie]))
+            #expect(second != first)
+            let me = try await client.send(.get, "/me", token: refreshed.json["access_token"] as? String)
+            #expect(me.json["username"] as? String == "rita")
+
+            // The spent cookie again: refused, and its whole session ends (reuse detection).
+            let reused = try await client.send(
+                .post, "/token", body: "grant_type=refresh_token", contentType: "application/x-www-form-urlencoded",
+                headers: [.cookie: "\(AuthController.refreshCookie)=\(first)"]
+            )
+            #expect(reused.status == .unauthorized)
+            #expect(reused.json["error"] as? String == "invalid_grant")
+            let afterReuse = try await client.send(
+                .post, "/token", body: "grant_type=refresh_token", contentType: "application/x-www-form-urlencoded",
+                headers: [.cookie: "\(AuthController.refreshCookie)=\(second)"]
+            )
+            #expect(afterReuse.status == .unauthorized)
+        }
+    }
+
+    @Test func revokingWithTheCookieEndsTheSessionAndClearsIt() async throws {
+        let app = try await TestApp.make()
+        try await app.createUser("rita", role: .requester)
+        try await app.test { client in
+            let login = try await client.send(.post, "/token", json: ["username": "rita", "password": "correct horse battery", "session": "cookie"])
+            let token = try #require(Self.cookieValue(login.headers[.setCookie]))
+            let revoked = try await client.send(
+                .post, "/token/revoke", body: "", contentType: "application/x-www-form-urlencoded",
+                headers: [.cookie: "\(AuthController.refreshCookie)=\(token)"]
+            )
+            #expect(revoked.status == .ok, "\(revoked.text)")
+            #expect(revoked.headers[.setCookie]?.contains("Max-Age=0") == true)
+            let refresh = try await client.send(
+                .post, "/token", body: "grant_type=refresh_token", contentType: "application/x-www-form-urlencoded",
+                headers: [.cookie: "\(AuthController.refreshCookie)=\(token)"]
+            )
+            #expect(refresh.status == .unauthorized)
+            // Without a cookie or a field there is nothing to refresh or revoke.
+            #expect(try await client.send(.post, "/token", body: "grant_type=refresh_token", contentType: "application/x-www-form-urlencoded").status == .unauthorized)
+            #expect(try await client.send(.post, "/token/revoke", body: "", contentType: "application/x-www-form-urlencoded").status == .badRequest)
+            let wrongMode = try await client.send(.post, "/token", json: ["username": "rita", "password": "correct horse battery", "session": "local"])
+            #expect(wrongMode.status == .unprocessableContent)
+        }
+    }
+
+    @Test func prodCookiesAreSecure() async throws {
+        let app = try await TestApp.make()
+        try await app.database.withDatabase { database in
+            let controller = AuthController(
+                users: PostgresUserStore(database: database), hasher: PasswordHasher(configuration: .init()), tokens: await TokenService(configuration: app.configuration.tokens),
+                throttle: LoginThrottle(database: database, baseBlockSeconds: 1), trustedProxies: [],
+                sessions: SessionStore(database: database, lifetime: .seconds(60)),
+                accounts: AccountService(database: database, hasher: PasswordHasher(configuration: .init())), secureCookies: true
+            )
+            #expect(controller.cookie("x", maxAge: 5).hasSuffix("; Secure"))
+        }
+    }
+}

@@ -14,13 +14,32 @@ struct AuthController {
     let trustedProxies: [IPNetwork]
     let sessions: SessionStore
     let accounts: AccountService
+    /// `Secure` on the refresh cookie: in `prod`, where TLS ends in front of the service.
+    var secureCookies = false
+
+    /// Browsers keep the refresh token here instead of in script-readable storage: asked for with
+    /// `session=cookie` on a password grant, it is an HttpOnly, SameSite=Strict cookie sent only
+    /// to `/token` and `/token/revoke`, which read it when the form carries no token.
+    static let refreshCookie = "booking_refresh"
 
     struct TokenResponse: ResponseEncodable {
         let access_token: String
         let token_type: String
         let expires_in: Int
-        let refresh_token: String
+        /// Absent when the refresh token went into the cookie instead.
+        let refresh_token: String?
         let refresh_expires_in: Int
+
+        enum CodingKeys: String, CodingKey { case access_token, token_type, expires_in, refresh_token, refresh_expires_in }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(access_token, forKey: .access_token)
+            try container.encode(token_type, forKey: .token_type)
+            try container.encode(expires_in, forKey: .expires_in)
+            try container.encodeIfPresent(refresh_token, forKey: .refresh_token)
+            try container.encode(refresh_expires_in, forKey: .refresh_expires_in)
+        }
     }
 
     struct MeResponse: ResponseEncodable {
@@ -70,6 +89,7 @@ struct AuthController {
         for (field, value) in fields where value.unicodeScalars.contains("\u{0}") {
             missing.append(.init(field: field, message: "must not contain NUL characters"))
         }
+        if let mode = fields["session"], mode != "cookie" { missing.append(.init(field: "session", message: "must be cookie when given")) }
         guard missing.isEmpty, let username = fields["username"], let password = fields["password"] else {
             throw ProblemError.invalid(missing)
         }
@@ -86,7 +106,7 @@ struct AuthController {
         }
         let session = try await sessions.start(userID: user.id, tokenVersion: user.tokenVersion, logger: context.logger)
         Self.count("success")
-        return try await tokenAnswer(user: user, session: session, request: request, context: context)
+        return try await tokenAnswer(user: user, session: session, inCookie: fields["session"] == "cookie", request: request, context: context)
     }
 
     /// Admits, checks and counts one password attempt for `username` (the throttle, the hash,
@@ -139,14 +159,17 @@ struct AuthController {
         return user
     }
 
-    func tokenAnswer(user: UserRecord, session: SessionStore.Issued, request: Request, context: some RequestContext) async throws -> Response {
+    func tokenAnswer(
+        user: UserRecord, session: SessionStore.Issued, inCookie: Bool = false, request: Request, context: some RequestContext
+    ) async throws -> Response {
         let issued = try await tokens.issue(userID: user.id, username: user.username, role: user.role, tokenVersion: user.tokenVersion)
         var response = try context.responseEncoder.encode(
             TokenResponse(access_token: issued.token, token_type: "bearer", expires_in: issued.expiresIn,
-                          refresh_token: session.token, refresh_expires_in: session.expiresIn),
+                          refresh_token: inCookie ? nil : session.token, refresh_expires_in: session.expiresIn),
             from: request,
             context: context
         )
+        if inCookie { response.headers[.setCookie] = cookie(session.token, maxAge: session.expiresIn) }
         response.headers[.cacheControl] = "no-store"
         response.headers[HTTPField.Name("Pragma")!] = "no-cache"
         return response
@@ -154,13 +177,14 @@ struct AuthController {
 
     /// RFC 6749 §6. No password hash: a refresh is database work only.
     func refreshGrant(_ fields: [String: String], request: Request, context: AppRequestContext) async throws -> Response {
-        guard let token = fields["refresh_token"], (1...512).contains(token.count) else {
+        let fromCookie = fields["refresh_token"] == nil
+        guard let token = fields["refresh_token"] ?? Self.cookieToken(request), (1...512).contains(token.count) else {
             throw Self.invalidGrant("refresh_token is required")
         }
         switch try await sessions.refresh(token, logger: context.logger) {
         case .rotated(let session, let user):
             SessionMetrics.refresh("success")
-            return try await tokenAnswer(user: user, session: session, request: request, context: context)
+            return try await tokenAnswer(user: user, session: session, inCookie: fromCookie, request: request, context: context)
         case .refused(let reason):
             SessionMetrics.refresh(reason)
             if reason == "reused" {
@@ -169,6 +193,24 @@ struct AuthController {
             }
             throw Self.invalidGrant("The refresh token is invalid, expired or revoked")
         }
+    }
+
+    func cookie(_ value: String, maxAge: Int) -> String {
+        "\(Self.refreshCookie)=\(value); Path=/token; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secureCookies ? "; Secure" : "")
+    }
+
+    /// The refresh token from the `Cookie` header(s), when the browser sent one.
+    static func cookieToken(_ request: Request) -> String? {
+        for header in request.headers[values: .cookie] {
+            for pair in header.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == refreshCookie {
+                    let value = parts[1].trimmingCharacters(in: .whitespaces)
+                    return value.isEmpty ? nil : value
+                }
+            }
+        }
+        return nil
     }
 
     static func invalidGrant(_ detail: String) -> ProblemError {
@@ -180,7 +222,8 @@ struct AuthController {
     /// RFC 7009: always 200 once the request is well-formed, whatever the token was.
     func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await request.stringFields(context: context)
-        guard let token = fields["token"], !token.isEmpty else {
+        let fromCookie = fields["token"] == nil
+        guard let token = fields["token"] ?? Self.cookieToken(request), !token.isEmpty else {
             var problem = ProblemError.badRequest("token is required")
             problem.extensions["error"] = .string("invalid_request")
             throw problem
@@ -190,6 +233,8 @@ struct AuthController {
         }
         var response = Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
         response.headers[.cacheControl] = "no-store"
+        // The browser forgets the cookie with the session.
+        if fromCookie { response.headers[.setCookie] = cookie("", maxAge: 0) }
         return response
     }
 
