@@ -67,7 +67,7 @@ let package = Package(
             ],
             resources: [
                 .copy("Resources/countries.tsv"), .copy("Resources/openapi.json"), .copy("Resources/common-passwords.txt"),
-                .copy("Resources/common-passwords.README.md"),
+                .copy("Resources/common-passwords.README.md"), .copy("Resources/console"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -40,10 +40,10 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let logger = logger ?? makeLogger(label: "booking-api", level: configuration.logLevel)
     // Fail at start-up, not on the first booking, when the resources were not deployed.
-    guard Countries.load() != nil, OpenAPIDocument.load() != nil, CommonPasswords.load() != nil else {
+    guard Countries.load() != nil, OpenAPIDocument.load() != nil, CommonPasswords.load() != nil, ConsoleController.load() != nil else {
         throw ConfigurationError(
             variable: "booking-api_BookingAPI.resources",
-            reason: "is missing beside the executable (it holds countries.tsv, openapi.json and common-passwords.txt)"
+            reason: "is missing beside the executable (it holds countries.tsv, openapi.json, common-passwords.txt and console/)"
         )
     }
     let services = try await AppServices(configuration, logger: logger)
@@ -120,6 +120,8 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     WebhookController(store: WebhookStore(database: database), allowPrivateNetworks: configuration.webhookAllowPrivateNetworks).register(
         adminRoutes: routes.routes(for: AdminOnly.self)
     )
+    // Checked at start-up (buildApplication), so present here.
+    ConsoleController.load()?.register(publicRoutes: routes.publicRoutes())
     table.record(router.routes)
     return router
 }

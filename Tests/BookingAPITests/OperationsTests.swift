@@ -40,7 +40,7 @@ let metricsBootstrap: Void = bootstrapMetrics()
     @Test func protectedOperationsDeclareBearerSecurity() throws {
         let document = try #require(try JSONSerialization.jsonObject(with: OpenAPIDocument.data) as? [String: Any])
         let paths = try #require(document["paths"] as? [String: [String: [String: Any]]])
-        let publicPaths: Set<String> = ["/token", "/token/revoke", "/.well-known/jwks.json", "/ping", "/healthz", "/metrics", "/openapi.json", "/calendar-feeds/{secret}.ics"]
+        let publicPaths: Set<String> = ["/token", "/token/revoke", "/.well-known/jwks.json", "/ping", "/healthz", "/metrics", "/openapi.json", "/calendar-feeds/{secret}.ics", "/", "/app", "/app/{file}"]
         for (path, operations) in paths {
             for (method, operation) in operations {
                 let secured = operation["security"] != nil

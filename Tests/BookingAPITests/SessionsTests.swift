@@ -358,6 +358,8 @@ private func expectInvalidGrant(_ response: TestResponseBody, _ comment: String,
                 #expect(setCookie.contains(attribute), "\(setCookie)")
             }
             #expect(!setCookie.contains("Secure"), "no Secure outside prod (plain http on loopback)")
+            let marker = login.headers[values: .setCookie].first { $0.hasPrefix("booking_session=1;") }
+            #expect(marker != nil && marker?.contains("HttpOnly") == false, "a readable marker with nothing secret in it")
             let first = try #require(Self.cookieValue(setCookie))
 
             // A reload: the cookie alone gets a new access token and a new cookie.

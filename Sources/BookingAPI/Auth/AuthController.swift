@@ -169,7 +169,7 @@ struct AuthController {
             from: request,
             context: context
         )
-        if inCookie { response.headers[.setCookie] = cookie(session.token, maxAge: session.expiresIn) }
+        if inCookie { setCookies(&response.headers, token: session.token, maxAge: session.expiresIn) }
         response.headers[.cacheControl] = "no-store"
         response.headers[HTTPField.Name("Pragma")!] = "no-cache"
         return response
@@ -193,6 +193,17 @@ struct AuthController {
             }
             throw Self.invalidGrant("The refresh token is invalid, expired or revoked")
         }
+    }
+
+    /// The refresh cookie, and beside it `booking_session=1`, readable by the page's script and
+    /// holding nothing secret: it tells the console that a refresh is worth trying, so a page
+    /// opened without a session makes no request that fails.
+    func setCookies(_ headers: inout HTTPFields, token: String, maxAge: Int) {
+        headers.append(HTTPField(name: .setCookie, value: cookie(token, maxAge: maxAge)))
+        headers.append(HTTPField(
+            name: .setCookie,
+            value: "booking_session=\(maxAge > 0 ? "1" : ""); Path=/; Max-Age=\(maxAge); SameSite=Strict" + (secureCookies ? "; Secure" : "")
+        ))
     }
 
     func cookie(_ value: String, maxAge: Int) -> String {
@@ -234,7 +245,7 @@ struct AuthController {
         var response = Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
         response.headers[.cacheControl] = "no-store"
         // The browser forgets the cookie with the session.
-        if fromCookie { response.headers[.setCookie] = cookie("", maxAge: 0) }
+        if fromCookie { setCookies(&response.headers, token: "", maxAge: 0) }
         return response
     }
 
