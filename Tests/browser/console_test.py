@@ -91,6 +91,21 @@ try:
     WebDriverWait(driver, 10).until(lambda d: "rejected" in d.find_element(By.ID, "status").text)
     check(not driver.find_elements(By.ID, f"booking-{ids['other']}"), "the rejected booking left the queue")
 
+    # Create a requester: the generated password is shown once, with a copy button.
+    visible("u-username").send_keys("newbie")
+    driver.find_element(By.CSS_SELECTOR, "#new-user button[type=submit]").click()
+    visible("new-password")
+    new_password = driver.find_element(By.ID, "new-password-value").text
+    check(len(new_password) >= 12, "a one-time password is shown")
+    check(driver.find_element(By.ID, "copy-password").is_displayed(), "with a copy button")
+    screenshot("admin-user-created")
+    accessible("admin-user-created")
+    visible("u-username").send_keys("newbie")
+    driver.find_element(By.CSS_SELECTOR, "#new-user button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "u-username").get_attribute("aria-invalid") == "true")
+    check("exists" in driver.find_element(By.ID, "e-u-username").text, "a taken username is marked at the field")
+    check(not driver.find_element(By.ID, "new-password").is_displayed(), "the earlier password is no longer shown")
+
     # A reload keeps the session (the HttpOnly refresh cookie), without the password again.
     driver.refresh()
     visible("bookings")
@@ -102,8 +117,10 @@ try:
     visible("login")
     check(not driver.find_element(By.ID, "bookings").is_displayed(), "logged out for good after a reload")
 
-    log_in(requester, requester_password)
+    # The requester the admin just created logs in with the one-time password.
+    log_in("newbie", new_password)
     check(driver.find_element(By.ID, "bookings-title").text == "Your bookings", "a requester sees their own bookings")
+    check(not driver.find_element(By.ID, "users").is_displayed(), "no user administration for a requester")
     screenshot("requester")
     accessible("requester")
 

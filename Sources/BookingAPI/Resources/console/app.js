@@ -141,6 +141,7 @@ async function showSignedIn() {
   $("logout").hidden = false;
   $("login").hidden = true;
   $("submit").hidden = false;
+  $("users").hidden = me.role !== "admin";
   $("bookings-title").textContent = me.role === "admin" ? "Pending and accepted bookings" : "Your bookings";
   await showBookings();
 }
@@ -148,7 +149,7 @@ async function showSignedIn() {
 function showLogin() {
   accessToken = null;
   me = null;
-  for (const id of ["who", "logout", "bookings", "submit"]) $(id).hidden = true;
+  for (const id of ["who", "logout", "bookings", "submit", "users", "new-password"]) $(id).hidden = true;
   $("login").hidden = false;
   $("username").focus();
 }
@@ -210,10 +211,46 @@ $("submit").addEventListener("submit", async (event) => {
   if (first) first.focus();
 });
 
+$("new-user").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("u-username").removeAttribute("aria-invalid");
+  $("e-u-username").textContent = "";
+  $("new-password").hidden = true;
+  // No password given: the server generates one and shows it in this answer only.
+  const answer = await api("/users", json({ username: $("u-username").value.trim(), role: $("u-role").value }));
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) {
+    const field = (body.errors || []).find((error) => error.field === "username");
+    if (field || answer.status === 409) {
+      $("u-username").setAttribute("aria-invalid", "true");
+      $("e-u-username").textContent = field ? field.message : body.detail;
+      $("u-username").focus();
+    }
+    say(body.detail || "The user was not added.");
+    return;
+  }
+  $("new-password-user").textContent = body.username;
+  $("new-password-value").textContent = body.password;
+  $("new-password").hidden = false;
+  $("new-user").reset();
+  say(`User ${body.username} added; give them the one-time password.`);
+  $("copy-password").focus();
+});
+
+$("copy-password").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("new-password-value").textContent);
+    say("Password copied.");
+  } catch {
+    say("Copying is not allowed here; select the password and copy it by hand.");
+  }
+});
+
 $("logout").addEventListener("click", async () => {
   // Ends every session of the user on the server, then drops the cookie.
   await api("/logout", { method: "POST" });
   await fetch("/token/revoke", { method: "POST", body: form({}), credentials: "same-origin" });
+  $("new-password-value").textContent = "";
   say("You are logged out.");
   showLogin();
 });
