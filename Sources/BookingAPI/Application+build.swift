@@ -94,7 +94,9 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     router.add(middleware: ProblemMiddleware(routes: table))
 
     let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: services.signedInUsers))
-    let accounts = AccountService(database: database, hasher: services.hasher, sessionLifetime: configuration.refreshTokenLifetimeSeconds)
+    let accounts = AccountService(
+        database: database, hasher: services.hasher, sessionLifetime: configuration.refreshTokenLifetimeSeconds, signedInUsers: services.signedInUsers
+    )
     OperationsController(
         readiness: Readiness(connection: services.readinessConnection, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
     ).register(on: routes.publicRoutes())

@@ -159,18 +159,28 @@ struct UserChangeListener: Service, CustomStringConvertible {
         let slot = ConnectionSlot()
         defer { slot.close() }
         do {
-            let (connection, notifications) = try await withDeadline(.seconds(5), slot: slot) { [configuration, logger] in
+            let connection = try await withDeadline(.seconds(5), slot: slot) { [configuration, logger, users] in
                 let connection = try await PostgresConnection.connect(configuration: configuration, id: 2, logger: logger)
                 slot.hold(connection)
-                return (connection, try await connection.listen(Self.channel))
+                // The handler runs on the connection's event loop as each notification is read,
+                // not in a task waiting its turn on a busy cooperative pool: a request that
+                // follows the change by a millisecond already misses.
+                _ = connection.addListener(channel: Self.channel) { _, notification in
+                    users.changed(id: Int64(notification.payload))
+                }
+                // Statements run in order on a connection: once this answers, LISTEN is in place.
+                _ = try await connection.collect("SELECT 1", logger: logger)
+                return connection
             }
-            // LISTEN is in place: from here on every change is heard.
             users.setListening(true, trustFor: trust)
             logger.debug("user changes: listening")
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for try await notification in notifications {
-                        users.changed(id: Int64(notification.payload))
+                    // A future's wait ignores cancellation: closing the connection ends it.
+                    try await withTaskCancellationHandler {
+                        try await connection.closeFuture.get()
+                    } onCancel: {
+                        slot.close()
                     }
                     throw PostgresStoreError.noRow
                 }
@@ -184,7 +194,7 @@ struct UserChangeListener: Service, CustomStringConvertible {
                         users.heard(at: asked, trustFor: trust)
                     }
                 }
-                // Whichever ends first (the stream, or a heartbeat that failed) ends both.
+                // Whichever ends first (the connection, or a heartbeat that failed) ends both.
                 try await group.next()
                 group.cancelAll()
             }
