@@ -55,6 +55,9 @@ import Testing
             // Database.swift holds the one sanctioned call, the collecting overload.
             let allowed = file.lastPathComponent == "Database.swift" ? 1 : 0
             #expect(uses == allowed, "\(file.lastPathComponent) calls .query( \(uses) times; use collect")
+            // Prepared statements stream too: only `single`, for one-row results, may run them.
+            let executes = text.components(separatedBy: ".execute(").count - text.components(separatedBy: "client.execute(").count
+            #expect(executes == allowed, "\(file.lastPathComponent) calls .execute( \(executes) times; use single")
         }
     }
 

@@ -77,14 +77,25 @@ final class SignedInUsers: Sendable {
 
     private func read(id: Int64, logger: Logger) async throws -> TokenState? {
         try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.collect(
-                "SELECT id, username, role, disabled, token_version FROM users WHERE id = \(id)",
-                logger: logger
-            )
-            for try await (id, username, role, disabled, version) in rows.decode((Int64, String, String, Bool, Int).self) {
-                return TokenState(id: id, username: username, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version)
-            }
-            return nil
+            try await connection.single(ByID(id: id), logger: logger)
+        }
+    }
+
+    /// A user's token state by id (prepared once per connection; never the hash).
+    struct ByID: PostgresPreparedStatement {
+        static let sql = "SELECT id, username, role, disabled, token_version FROM users WHERE id = $1"
+        typealias Row = TokenState
+        let id: Int64
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 1)
+            bindings.append(id)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> TokenState {
+            let (id, username, role, disabled, version) = try row.decode((Int64, String, String, Bool, Int).self)
+            return TokenState(id: id, username: username, role: Role(rawValue: role) ?? .requester, disabled: disabled, tokenVersion: version)
         }
     }
 

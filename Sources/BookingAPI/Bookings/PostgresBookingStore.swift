@@ -305,8 +305,22 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
-        let rows = try await connection.collect("SELECT \(unescaped: columns) FROM bookings WHERE id = \(id)", logger: logger)
-        return try await first(rows)
+        try await connection.single(ByID(id: id), logger: logger)
+    }
+
+    /// One booking by id, the hottest read: prepared once per connection.
+    struct ByID: PostgresPreparedStatement {
+        static let sql = "SELECT \(PostgresBookingStore.columns) FROM bookings WHERE id = $1"
+        typealias Row = (booking: Booking, submitterID: Int64)
+        let id: Int64
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 1)
+            bindings.append(id)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try PostgresBookingStore.decode(row) }
     }
 
     static func first(_ rows: CollectedRows) async throws -> (booking: Booking, submitterID: Int64)? {

@@ -115,6 +115,19 @@ extension PostgresConnection {
         let result: EventLoopFuture<PostgresQueryResult> = self.query(query, logger: logger)
         return CollectedRows(rows: try await result.get().rows)
     }
+
+    /// A prepared statement whose result is at most one row (a primary-key lookup), parsed and
+    /// planned once per connection: postgres-nio prepares it by name on first use on each
+    /// connection. Its rows come through the streaming API the note above warns about, which
+    /// is safe here only because a single row arrives in the same read as the statement's end,
+    /// so the stream never waits for demand with rows still to come. Never use it for more.
+    func single<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> Statement.Row? {
+        var first: Statement.Row?
+        for try await row in try await self.execute(statement, logger: logger) where first == nil {
+            first = row
+        }
+        return first
+    }
 }
 
 /// Rows already read, with the same `for try await` and `decode` interface as a row sequence.
