@@ -16,11 +16,17 @@ function keepFresh(body) {
   renewal = setTimeout(refresh, Math.max(10, body.expires_in - 60) * 1000);
 }
 
-async function refresh() {
-  const answer = await fetch("/token", { method: "POST", body: form({ grant_type: "refresh_token" }), credentials: "same-origin" });
-  if (!answer.ok) return false;
-  keepFresh(await answer.json());
-  return true;
+// One refresh at a time: a refresh token is spent on use, and presenting it twice (two requests
+// meeting a 401 together) would look like theft and revoke the whole session.
+let refreshing = null;
+function refresh() {
+  refreshing = refreshing || (async () => {
+    const answer = await fetch("/token", { method: "POST", body: form({ grant_type: "refresh_token" }), credentials: "same-origin" });
+    if (!answer.ok) return false;
+    keepFresh(await answer.json());
+    return true;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 function forget() {
@@ -66,8 +72,11 @@ export async function logOut() {
 /// A request with the bearer token; one refresh and retry on a 401.
 export async function api(path, options = {}) {
   const send = () => fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${accessToken}` } });
+  const sentWith = accessToken;
   let answer = await send();
   if (answer.status === 401 && accessToken !== null) {
+    // Another request may have renewed the token meanwhile: then just try again with it.
+    if (accessToken !== sentWith) return send();
     if (await refresh()) {
       answer = await send();
     } else {

@@ -14,10 +14,10 @@ const admin = ["admin"];
 const everyone = ["admin", "requester"];
 const routes = [
   { path: "/queue", page: queue.render, roles: admin, nav: "Queue" },
-  { path: "/booking/:id", page: booking.render, roles: everyone },
+  { path: "/booking/:id", page: booking.render, roles: everyone, under: { admin: "/queue", requester: "/mine" } },
   { path: "/users", page: users.render, roles: admin, nav: "Users" },
   { path: "/webhooks", page: webhooks.renderList, roles: admin, nav: "Webhooks" },
-  { path: "/webhooks/:id", page: webhooks.renderOne, roles: admin },
+  { path: "/webhooks/:id", page: webhooks.renderOne, roles: admin, under: { admin: "/webhooks" } },
   { path: "/feeds", page: feeds.render, roles: admin, nav: "Calendar feeds" },
   { path: "/submit", page: submit.render, roles: everyone, nav: "Request a booking", navRoles: ["requester"] },
   { path: "/mine", page: mine.render, roles: everyone, nav: "My bookings", navRoles: ["requester"] },
@@ -50,8 +50,10 @@ async function show() {
   }
   if (!keepStatus) say("");
   keepStatus = false;
+  // A page without a link of its own marks the page it belongs under.
+  const current = `#${(found.route.under || {})[session.me.role] || found.route.path}`;
   for (const link of $("nav").querySelectorAll("a")) {
-    if (link.getAttribute("href") === `#${found.route.path}`) link.setAttribute("aria-current", "page");
+    if (link.getAttribute("href") === current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   // A fresh container per visit: a slow page that finishes after the next navigation fills a detached node.
