@@ -176,6 +176,18 @@ try:
     wait(lambda d: "status=all" in d.current_url and d.find_elements(By.ID, f"booking-{ids['other']}"))
     check(not driver.find_elements(By.ID, f"booking-{ids['first']}"), "a booking on another day is filtered out")
     shown("admin-queue-filtered")
+    # Paging, two to a page: the three bookings take two pages.
+    goto("#/queue?status=all&limit=2", "Queue")
+    wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 2)
+    first_page = text_of("rows")
+    visible("next-page").send_keys(Keys.ENTER)
+    wait(lambda d: "cursor=" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 1)
+    check(not driver.find_elements(By.ID, "next-page"), "the last page has no next page")
+    check(text_of("rows") not in first_page, "the second page holds the third booking")
+    visible("first-page").send_keys(Keys.ENTER)
+    wait(lambda d: "cursor=" not in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 2)
+    goto(f"#/queue?status=all&from={day(31)}&to={day(31)}", "Queue")
+    wait(lambda d: d.find_elements(By.ID, f"booking-{ids['other']}"))
 
     # The rejected booking's page: its fields and history, then delete it (confirmed in the page).
     driver.find_element(By.CSS_SELECTOR, f"#booking-{ids['other']} a").send_keys(Keys.ENTER)

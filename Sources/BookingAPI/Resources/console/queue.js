@@ -13,8 +13,11 @@ export async function render(root, route) {
   const from = route.query.get("from") || "";
   const to = route.query.get("to") || "";
   const cursor = route.query.get("cursor");
+  // Page size: 25 unless the address asks for another (1–200, as the API allows).
+  const asked = Number(route.query.get("limit"));
+  const limit = Number.isInteger(asked) && asked >= 1 && asked <= 200 ? String(asked) : "";
   const hashFor = (changes) => {
-    const next = new URLSearchParams({ status, from, to, ...changes });
+    const next = new URLSearchParams({ status, from, to, limit, ...changes });
     for (const [key, value] of [...next]) if (!value) next.delete(key);
     return `/queue?${next}`;
   };
@@ -33,18 +36,18 @@ export async function render(root, route) {
   });
   const list = h("div", { id: "queue-list" }, h("p", {}, "Loading…"));
   root.append(heading("Queue"), filters, list);
-  await load(list, route, { status, from, to, cursor, hashFor });
+  await load(list, route, { status, from, to, limit, cursor, hashFor });
 }
 
-async function load(list, route, { status, from, to, cursor, hashFor }) {
-  const query = new URLSearchParams({ limit: "25" });
+async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
+  const query = new URLSearchParams({ limit: limit || "25" });
   if (status !== "all") query.set("status", status);
   if (from) query.set("from", dayStart(from));
   if (to) query.set("to", dayAfter(to));
   if (cursor) query.set("cursor", cursor);
   const page = await getJSON(`/booking?${query}`);
   if (!page) { list.replaceChildren(h("p", {}, "The bookings could not be loaded; try again.")); return; }
-  const reload = () => load(list, route, { status, from, to, cursor, hashFor });
+  const reload = () => load(list, route, { status, from, to, limit, cursor, hashFor });
   const rows = page.bookings.map((booking) => h("tr", { id: `booking-${booking.id}` },
     cell(h("a", { href: `#/booking/${booking.id}` }, when(booking.event_time))),
     cell(booking.topic),
