@@ -48,6 +48,8 @@ async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
   const page = await getJSON(`/booking?${query}`);
   if (!page) { list.replaceChildren(h("p", {}, "The bookings could not be loaded; try again.")); return; }
   const reload = () => load(list, route, { status, from, to, limit, cursor, hashFor });
+  // Until GET /booking takes order=event_time, each page (newest request first) is sorted here.
+  page.bookings.sort((a, b) => a.event_time.localeCompare(b.event_time) || a.id - b.id);
   const rows = page.bookings.map((booking) => h("tr", { id: `booking-${booking.id}` },
     cell(h("a", { href: `#/booking/${booking.id}` }, when(booking.event_time))),
     cell(booking.topic),
@@ -56,7 +58,7 @@ async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
     cell(statusBadge(booking.status)),
     cell(booking.status === "pending" ? decisionForm(booking, reload) : null,
       cancellable(booking) ? cancelButton(booking, reload) : null, " ", icsLink(booking))));
-  const caption = `${status === "all" ? "All" : status[0].toUpperCase() + status.slice(1)} bookings, oldest event first`;
+  const caption = `${status === "all" ? "All" : status[0].toUpperCase() + status.slice(1)} bookings, this page by event time`;
   list.replaceChildren(
     rows.length ? table(caption, ["Event", "Topic", "Length", "Contact", "Status", "Actions"], rows, "rows") : h("p", { id: "rows-empty" }, "No bookings match."),
     pager(cursor, page.next_cursor, (next) => route.go(hashFor({ cursor: next || "" }))));
