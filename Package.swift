@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "booking-server", targets: ["booking-server"]),
         .executable(name: "migration-runner", targets: ["migration-runner"]),
         .executable(name: "manage-passwords", targets: ["manage-passwords"]),
+        .executable(name: "bench-peer", targets: ["bench-peer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -93,6 +94,16 @@ let package = Package(
                 "BookingAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // scripts/bench's floor peer: the TechEmpower "single database query" test, built with our dependencies.
+        .executableTarget(
+            name: "bench-peer",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "scripts/bench.d/peer",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -14,6 +14,7 @@ struct AppServices {
     let readinessConnection: ReadinessConnection
     let hasher: PasswordHasher
     let tokens: TokenService
+    let signedInUsers: SignedInUsers
 
     init(_ configuration: AppConfiguration, logger: Logger) async throws {
         self.configuration = configuration
@@ -29,6 +30,7 @@ struct AppServices {
         self.hasher = PasswordHasher(configuration: configuration.hashing)
         try await hasher.prepare()
         self.tokens = await TokenService(configuration: configuration.tokens)
+        self.signedInUsers = SignedInUsers(database: database)
     }
 }
 
@@ -62,6 +64,11 @@ public func buildApplication(
             services.pool, services.readinessConnection, services.hasher,
             SessionPruner(sessions: SessionStore(database: services.database, lifetime: .seconds(configuration.refreshTokenLifetimeSeconds)), logger: logger),
             ExpirySweeper(database: services.database, logger: logger),
+            UserChangeListener(
+                users: services.signedInUsers,
+                configuration: try configuration.database.connectionConfiguration(connectTimeout: .seconds(2)),
+                logger: logger
+            ),
             WebhookDispatcher(
                 database: services.database,
                 listenConfiguration: try configuration.database.connectionConfiguration(connectTimeout: .seconds(2)),
@@ -86,8 +93,10 @@ func buildRouter(_ services: AppServices) -> Router<AppRequestContext> {
     // Middleware is captured when a route is registered, so it comes first.
     router.add(middleware: ProblemMiddleware(routes: table))
 
-    let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: users))
-    let accounts = AccountService(database: database, hasher: services.hasher, sessionLifetime: configuration.refreshTokenLifetimeSeconds)
+    let routes = RouteRegistrar(router: router, authenticator: Authenticator(tokens: services.tokens, users: services.signedInUsers))
+    let accounts = AccountService(
+        database: database, hasher: services.hasher, sessionLifetime: configuration.refreshTokenLifetimeSeconds, signedInUsers: services.signedInUsers
+    )
     OperationsController(
         readiness: Readiness(connection: services.readinessConnection, migrationsDirectory: configuration.migrationsDirectory, logger: services.logger)
     ).register(on: routes.publicRoutes())

@@ -160,7 +160,7 @@ struct BookingFixture {
             let middle = ISO8601DateFormatter().string(from: Date().addingTimeInterval(50 * 3600))
             #expect(try await ids("from=\(middle)") == [later])
             #expect(try await ids("to=\(middle)") == [soon])
-            for bad in ["status=done", "limit=0", "limit=201", "limit=x", "from=yesterday", "cursor=bogus", "sort=id"] {
+            for bad in ["status=done", "limit=0", "limit=201", "limit=x", "from=yesterday", "cursor=bogus", "sort=id", "order=id", "order="] {
                 let response = try await client.send(.get, "/booking?\(bad)", token: admin)
                 #expect(response.status == .badRequest, "\(bad)")
             }
@@ -197,6 +197,47 @@ struct BookingFixture {
         }
     }
 
+    /// `order=event_time`: the queue, earliest event first, ties by id, paged without skips or
+    /// repeats while bookings arrive; a cursor is refused by a list in the other order.
+    @Test func theQueueOrderPagesByEventTime() async throws {
+        let fixture = try await BookingFixture.make()
+        // 120 bookings, three to each event time (ties broken by id), in a shuffled order of ids.
+        try await fixture.app.database.execute("""
+            INSERT INTO bookings (topic, event_time, duration_minutes, street, city, country, requested_by, submitted_by, submitter_id)
+            SELECT 'Seed ' || n, date_trunc('second', now()) + interval '30 days' + ((n * 37) % 40) * interval '1 hour', 30, '1 Main', 'Town', 'US',
+                   'x@example.com', 'alice', (SELECT id FROM users WHERE username = 'alice')
+            FROM generate_series(1, 120) AS n
+            """)
+        let expected = try await fixture.app.database.scalar(
+            "SELECT array_agg(id ORDER BY event_time, id)::bigint[] FROM bookings WHERE status = 'pending'", as: [Int64].self
+        ) ?? []
+        try await fixture.run { client, admin, alice, _ in
+            var seen: [Int] = []
+            var cursor: String?
+            var pages = 0
+            var createdCursor: String?
+            repeat {
+                let page = try await client.send(.get, "/booking?status=pending&order=event_time&limit=25" + (cursor.map { "&cursor=\($0)" } ?? ""), token: admin)
+                #expect(page.status == .ok)
+                seen += (page.json["bookings"] as? [[String: Any]])?.compactMap { $0["id"] as? Int } ?? []
+                cursor = page.json["next_cursor"] as? String
+                pages += 1
+                // Arrivals between pages are later than every seeded event (a year ahead).
+                _ = try await client.submitID(bookingBody(hoursFromNow: 24 * 365), token: alice)
+            } while cursor != nil && seen.count < 120 && pages < 10
+            #expect(Array(seen.prefix(120)) == expected.map { Int($0) }, "pages skipped or reordered bookings")
+            #expect(seen.count == Set(seen).count, "a booking was repeated")
+            #expect(pages == 5)
+
+            let first = try await client.send(.get, "/booking?limit=5", token: admin)
+            createdCursor = first.json["next_cursor"] as? String
+            let crossed = try await client.send(.get, "/booking?order=event_time&cursor=\(try #require(createdCursor))", token: admin)
+            #expect(crossed.status == .badRequest)
+            let explicit = try await client.send(.get, "/booking?order=created_at&limit=5&cursor=\(try #require(createdCursor))", token: admin)
+            #expect(explicit.status == .ok)
+        }
+    }
+
     @Test func listQueriesUseTheIndexes() async throws {
         let fixture = try await BookingFixture.make()
         try await fixture.app.database.execute("""
@@ -209,6 +250,7 @@ struct BookingFixture {
             "EXPLAIN SELECT id FROM bookings ORDER BY created_at DESC, id DESC LIMIT 51",
             "EXPLAIN SELECT id FROM bookings WHERE submitter_id = 7 ORDER BY created_at DESC, id DESC LIMIT 51",
             "EXPLAIN SELECT id FROM bookings WHERE status = 'accepted' ORDER BY created_at DESC, id DESC LIMIT 51",
+            "EXPLAIN SELECT id FROM bookings WHERE status = 'pending' ORDER BY event_time, id LIMIT 51",
         ]
         for sql in plans {
             let plan = try await fixture.app.database.withClient { client in

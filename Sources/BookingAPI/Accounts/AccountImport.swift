@@ -68,7 +68,7 @@ extension AccountService {
         }
         let planned = results
         let hashed = passwords
-        let outcome: ([ImportResult], Bool) = try await database.transaction(logger: logger) { connection in
+        let outcome: ([ImportResult], Bool) = try await changing(logger: logger) { connection in
             var results = planned
             for index in results.indices where results[index].outcome == "pending" {
                 let name = results[index].username

@@ -48,11 +48,27 @@ public struct AccountService: Sendable {
     let database: Database
     let hasher: PasswordHasher
     let sessionLifetime: Int
+    /// This replica's memory of signed-in users: emptied by every account change made here, so
+    /// the change holds on this replica's next request without waiting for PostgreSQL's
+    /// notification (which the other replicas act on).
+    let signedInUsers: SignedInUsers?
 
     public init(database: Database, hasher: PasswordHasher, sessionLifetime: Int = 1_209_600) {
+        self.init(database: database, hasher: hasher, sessionLifetime: sessionLifetime, signedInUsers: nil)
+    }
+
+    init(database: Database, hasher: PasswordHasher, sessionLifetime: Int = 1_209_600, signedInUsers: SignedInUsers?) {
         self.database = database
         self.hasher = hasher
         self.sessionLifetime = sessionLifetime
+        self.signedInUsers = signedInUsers
+    }
+
+    /// A transaction that may change users. Emptied after it whatever the outcome: a commit
+    /// whose answer was lost may still have changed them.
+    func changing<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        defer { signedInUsers?.changed(id: nil) }
+        return try await database.transaction(logger: logger, body)
     }
 
     static let columns = "id, username, role, disabled, created_at, password_changed_at, last_login_at"
@@ -121,7 +137,7 @@ public struct AccountService: Sendable {
         }
         let hash = try await hasher.hash(chosen)
         do {
-            let user = try await database.transaction(logger: logger) { connection in
+            let user = try await changing(logger: logger) { connection in
                 let user = try await Self.insert(username: username, role: role, hash: hash, on: connection, logger: logger)
                 try await Audit.record("user.created", target: .user, id: user.id, actor: actor, note: "role \(role.rawValue)", on: connection, logger: logger)
                 return user
@@ -145,7 +161,7 @@ public struct AccountService: Sendable {
     /// Role and/or disabled (merge-patch). Anything changed bumps the token version and ends
     /// the user's sessions; the last enabled admin is never disabled or demoted.
     public func update(id: Int64, role: Role?, disabled: Bool?, actor: AuditActor, logger: Logger) async throws -> UserView {
-        try await database.transaction(logger: logger) { connection in
+        try await changing(logger: logger) { connection in
             try await Self.update(id: id, role: role, disabled: disabled, actor: actor, on: connection, logger: logger)
         }
     }
@@ -192,7 +208,7 @@ public struct AccountService: Sendable {
     public func resetPassword(id: Int64, actor: AuditActor, logger: Logger) async throws -> String {
         let password = PasswordPolicy.generate()
         let hash = try await hasher.hash(password)
-        try await database.transaction(logger: logger) { connection in
+        try await changing(logger: logger) { connection in
             guard try await Self.replacePassword(id: id, hash: hash, on: connection, logger: logger) else { throw AccountError.notFound }
             try await Audit.record("user.password_reset", target: .user, id: id, actor: actor, on: connection, logger: logger)
         }
@@ -221,7 +237,7 @@ public struct AccountService: Sendable {
         }
         let hash = try await hasher.hash(password)
         let lifetime = sessionLifetime
-        return try await database.transaction(logger: logger) { connection in
+        return try await changing(logger: logger) { connection in
             guard try await Self.replacePassword(id: user.id, hash: hash, on: connection, logger: logger) else { throw AccountError.notFound }
             try await Audit.record("user.password_changed", target: .user, id: user.id, actor: actor, on: connection, logger: logger)
             let rows = try await connection.collect("SELECT token_version FROM users WHERE id = \(user.id)", logger: logger)
@@ -236,7 +252,7 @@ public struct AccountService: Sendable {
 
     /// Ends every session of the user and every access token (the version moves on).
     func logout(userID: Int64, actor: AuditActor, logger: Logger) async throws {
-        try await database.transaction(logger: logger) { connection in
+        try await changing(logger: logger) { connection in
             try await drain("UPDATE users SET token_version = token_version + 1 WHERE id = \(userID)", on: connection, logger: logger)
             try await SessionStore.endAll(userID: userID, on: connection, logger: logger)
             try await Audit.record("user.logged_out", target: .user, id: userID, actor: actor, on: connection, logger: logger)
@@ -252,7 +268,7 @@ public struct AccountService: Sendable {
             throw AccountError.invalid([FieldError(field: "password", message: problem)])
         }
         let hash = try await hasher.hash(password)
-        return try await database.transaction(logger: logger) { connection in
+        return try await changing(logger: logger) { connection in
             try await Self.setPassword(username: username, role: role, hash: hash, actor: actor, on: connection, logger: logger)
         }
     }
@@ -276,7 +292,7 @@ public struct AccountService: Sendable {
     }
 
     public func setDisabled(username: String, disabled: Bool, actor: AuditActor, logger: Logger) async throws -> UserView {
-        try await database.transaction(logger: logger) { connection in
+        try await changing(logger: logger) { connection in
             guard let user = try await Self.one("SELECT \(unescaped: Self.columns) FROM users WHERE username = \(username)", on: connection, logger: logger) else {
                 throw AccountError.notFound
             }
@@ -294,7 +310,7 @@ public struct AccountService: Sendable {
             hashes.append(try await hasher.hash(password))
         }
         let hashed = hashes
-        try await database.transaction(logger: logger) { connection in
+        try await changing(logger: logger) { connection in
             for (entry, hash) in zip(entries, hashed) {
                 _ = try await Self.setPassword(username: entry.username, role: entry.role, hash: hash, actor: actor, on: connection, logger: logger)
             }

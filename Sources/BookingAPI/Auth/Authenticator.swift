@@ -3,12 +3,14 @@ import Hummingbird
 import Synchronization
 import Logging
 
-/// Resolves `Authorization: Bearer` into the caller's current user row. A missing token leaves
-/// the request anonymous (the group's context then refuses it); a bad one is refused here.
+/// Resolves `Authorization: Bearer` into the caller's current token state (`SignedInUsers`:
+/// memory that PostgreSQL invalidates, else a read of the user's row, never its hash). A
+/// missing token leaves the request anonymous (the group's context then refuses it); a bad one
+/// is refused here.
 struct Authenticator: RouterMiddleware {
     typealias Context = AppRequestContext
     let tokens: TokenService
-    let users: any UserStore
+    let users: SignedInUsers
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {

@@ -138,7 +138,7 @@ struct BookingController {
         return id
     }
 
-    static let listParameters: Set<String> = ["status", "from", "to", "limit", "cursor"]
+    static let listParameters: Set<String> = ["status", "from", "to", "limit", "cursor", "order"]
 
     static func filter(_ query: some Sequence<(key: Substring, value: Substring)>) throws(ProblemError) -> BookingFilter {
         var filter = BookingFilter()
@@ -159,9 +159,16 @@ struct BookingController {
             case "cursor":
                 guard let cursor = BookingCursor(token: text) else { throw .badRequest("cursor is not one this server gave out") }
                 filter.after = cursor
+            case "order":
+                guard let order = BookingOrder(rawValue: text) else { throw .badRequest("order must be created_at or event_time") }
+                filter.order = order
             default:
                 throw .badRequest("unknown query parameter '\(key)'")
             }
+        }
+        // A cursor continues the list it came from; from another order it would skip or repeat.
+        if let cursor = filter.after, cursor.order != filter.order {
+            throw .badRequest("cursor belongs to a list in another order")
         }
         return filter
     }

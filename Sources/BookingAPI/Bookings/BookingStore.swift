@@ -16,6 +16,7 @@ public struct BookingFilter: Sendable, Equatable {
     public var status: BookingStatus?
     public var from: Date?
     public var to: Date?
+    public var order: BookingOrder = .created
     public var after: BookingCursor?
     public var limit: Int = 50
 
@@ -73,25 +74,43 @@ public protocol BookingStore: Sendable {
     func history(id: Int64, logger: Logger) async throws -> [BookingEvent]
 }
 
-/// Position after the last booking of a page: its `created_at` (exact, as text) and id.
+/// The order of a booking list: newest submitted first (the default), or by event time, earliest
+/// first (a moderation queue: the most urgent decision on top).
+public enum BookingOrder: String, Sendable {
+    case created = "created_at"
+    case eventTime = "event_time"
+}
+
+/// Position after the last booking of a page: the order it belongs to, the sort key in whole
+/// microseconds since 1970 (PostgreSQL's precision, computed in Swift) and the id.
 public struct BookingCursor: Sendable, Equatable {
-    let createdAt: String
+    let order: BookingOrder
+    let microseconds: Int64
     let id: Int64
 
     var token: String {
-        Data("\(createdAt)|\(id)".utf8).base64URLEncoded()
+        Data("\(order == .created ? "c" : "e")\(microseconds)|\(id)".utf8).base64URLEncoded()
     }
 
-    init(createdAt: String, id: Int64) {
-        self.createdAt = createdAt
+    init(order: BookingOrder, at date: Date, id: Int64) {
+        self.order = order
+        // Rounded: the Date postgres-nio decodes is within a fraction of a microsecond.
+        self.microseconds = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
         self.id = id
     }
 
     init?(token: String) {
-        guard token.count <= 200, let data = Data(base64URL: token), let text = String(data: data, encoding: .utf8) else { return nil }
-        let parts = text.split(separator: "|")
-        guard parts.count == 2, let id = Int64(parts[1]), RFC3339.parse(String(parts[0])) != nil else { return nil }
-        self.createdAt = String(parts[0])
+        guard token.count <= 200, let data = Data(base64URL: token), let text = String(data: data, encoding: .utf8),
+            let kind = text.first
+        else { return nil }
+        let parts = text.dropFirst().split(separator: "|", omittingEmptySubsequences: false)
+        guard parts.count == 2, let microseconds = Int64(parts[0]), let id = Int64(parts[1]) else { return nil }
+        switch kind {
+        case "c": order = .created
+        case "e": order = .eventTime
+        default: return nil
+        }
+        self.microseconds = microseconds
         self.id = id
     }
 }

@@ -20,8 +20,7 @@ public struct PostgresBookingStore: BookingStore {
         id, topic, event_time, duration_minutes, street, city, state, country, requested_by,
         CASE WHEN status = 'pending' AND event_time <= now() THEN 'expired' ELSE status END AS status,
         status_changes + CASE WHEN status = 'pending' AND event_time <= now() THEN 1 ELSE 0 END AS status_changes,
-        submitted_by, submitter_id, decided_by, decided_at, decision_note, created_at, updated_at,
-        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_time
+        submitted_by, submitter_id, decided_by, decided_at, decision_note, created_at, updated_at
         """
 
     public func submit(_ new: NewBooking, by actor: Actor, idempotency: (key: String, requestHash: String)?, logger: Logger) async throws -> SubmitResult {
@@ -69,38 +68,61 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func list(_ filter: BookingFilter, logger: Logger) async throws -> (bookings: [Booking], next: BookingCursor?) {
-        // Keyset pagination on (created_at, id): a page starts strictly after the previous one,
-        // so concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
-        // statements are planned with their values, so the unused branches fold away.
-        var page: [(Booking, String)] = try await database.withConnection(logger: logger) { connection in
-            let rows = try await connection.collect(
-            """
-            SELECT \(unescaped: Self.columns) FROM bookings
-            WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
-              AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
-              AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
-              AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
-              AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
-              AND (\(filter.after?.createdAt)::timestamptz IS NULL
-                   OR (created_at, id) < (\(filter.after?.createdAt)::timestamptz, \(filter.after?.id)))
-            ORDER BY created_at DESC, id DESC
-            LIMIT \(filter.limit + 1)
-            """,
-                logger: logger
-            )
-            var page: [(Booking, String)] = []
-            for try await row in rows {
-                let decoded = try Self.decode(row)
-                page.append((decoded.booking, decoded.cursorTime))
+        // Keyset pagination on (sort key, id): a page starts strictly after the previous one, so
+        // concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
+        // statements are planned with their values, so the unused branches fold away. The
+        // cursor's instant is rebuilt from whole microseconds by integer interval arithmetic,
+        // so it is exact.
+        let after = filter.after?.microseconds
+        let afterID = filter.after?.id
+        var page: [Booking] = try await database.withConnection(logger: logger) { connection in
+            let rows: CollectedRows
+            switch filter.order {
+            case .created:
+                rows = try await connection.collect(
+                    """
+                    SELECT \(unescaped: Self.columns) FROM bookings
+                    WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
+                      AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
+                      AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
+                      AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
+                      AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
+                      AND (\(after)::bigint IS NULL
+                           OR (created_at, id) < (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
+                    ORDER BY created_at DESC, id DESC
+                    LIMIT \(filter.limit + 1)
+                    """,
+                    logger: logger
+                )
+            case .eventTime:
+                rows = try await connection.collect(
+                    """
+                    SELECT \(unescaped: Self.columns) FROM bookings
+                    WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
+                      AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
+                      AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
+                      AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
+                      AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
+                      AND (\(after)::bigint IS NULL
+                           OR (event_time, id) > (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
+                    ORDER BY event_time, id
+                    LIMIT \(filter.limit + 1)
+                    """,
+                    logger: logger
+                )
             }
+            var page: [Booking] = []
+            for try await row in rows { page.append(try Self.decode(row).booking) }
             return page
         }
         var next: BookingCursor?
         if page.count > filter.limit {
             page.removeLast()
-            if let last = page.last { next = BookingCursor(createdAt: last.1, id: last.0.id) }
+            if let last = page.last {
+                next = BookingCursor(order: filter.order, at: filter.order == .created ? last.createdAt : last.eventTime, id: last.id)
+            }
         }
-        return (page.map(\.0), next)
+        return (page, next)
     }
 
     public func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
@@ -261,31 +283,41 @@ public struct PostgresBookingStore: BookingStore {
     /// History, audit trail and webhook outbox, on the change's own connection and transaction.
     static func record(_ booking: Booking, _ action: String, actor: Actor, note: String?, on connection: PostgresConnection, logger: Logger) async throws {
         guard let event = events[action] else { preconditionFailure("unknown booking action \(action)") }
-        try await Audit.record(event.rawValue, target: .booking, id: booking.id, actor: actor.audit, note: note, on: connection, logger: logger)
+        // The audit row, the booking's history row and the outbox event in one round trip (the
+        // outbox's fan-out trigger runs as before).
+        var data: [UInt8] = []
+        data.reserveCapacity(512)
+        BookingJSON.write(booking, into: &data)
+        let audit = actor.audit
         try await drain(
             """
-            INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
-            VALUES (\(booking.id), \(action), \(actor.username), \(actor.id), \(note))
+            WITH audit AS (
+                INSERT INTO audit_events (actor, action, target_type, target_id, note, request_id)
+                VALUES (\(audit.name), \(event.rawValue), \(Audit.Target.booking.rawValue), \(booking.id), \(note), \(audit.requestID))
+            ), history AS (
+                INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
+                VALUES (\(booking.id), \(action), \(actor.username), \(actor.id), \(note))
+            )
+            INSERT INTO webhook_events (type, data) VALUES (\(event.rawValue), \(String(decoding: data, as: UTF8.self)))
             """,
             on: connection, logger: logger
         )
-        try await Outbox.record(event, booking: booking, on: connection, logger: logger)
     }
 
-    static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
+    static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
         let rows = try await connection.collect("SELECT \(unescaped: columns) FROM bookings WHERE id = \(id)", logger: logger)
         return try await first(rows)
     }
 
-    static func first(_ rows: CollectedRows) async throws -> (booking: Booking, submitterID: Int64, cursorTime: String)? {
-        var result: (booking: Booking, submitterID: Int64, cursorTime: String)?
+    static func first(_ rows: CollectedRows) async throws -> (booking: Booking, submitterID: Int64)? {
+        var result: (booking: Booking, submitterID: Int64)?
         for try await row in rows where result == nil {
             result = try decode(row)
         }
         return result
     }
 
-    static func decode(_ row: PostgresRow) throws -> (booking: Booking, submitterID: Int64, cursorTime: String) {
+    static func decode(_ row: PostgresRow) throws -> (booking: Booking, submitterID: Int64) {
         let columns = row.makeRandomAccess()
         let booking = Booking(
             id: try columns["id"].decode(Int64.self),
@@ -308,6 +340,6 @@ public struct PostgresBookingStore: BookingStore {
             updatedAt: try columns["updated_at"].decode(Date.self),
             statusChanges: try columns["status_changes"].decode(Int.self)
         )
-        return (booking, try columns["submitter_id"].decode(Int64.self), try columns["cursor_time"].decode(String.self))
+        return (booking, try columns["submitter_id"].decode(Int64.self))
     }
 }

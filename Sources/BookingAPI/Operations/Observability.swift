@@ -48,4 +48,5 @@ public enum MetricNames {
     public static let webhookBacklog = "webhook_outbox_backlog"
     public static let webhookOldest = "webhook_outbox_oldest_seconds"
     public static let webhookLatency = "webhook_delivery_latency_seconds"
+    public static let userCacheLookups = "user_cache_lookups_total"
 }
