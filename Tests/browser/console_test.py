@@ -180,6 +180,8 @@ try:
     goto("#/queue?status=all&limit=2", "Queue")
     wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 2)
     first_page = text_of("rows")
+    order = [r.get_attribute("id") for r in driver.find_elements(By.CSS_SELECTOR, "#rows tr")]
+    check(order == [f"booking-{ids['first']}", f"booking-{ids['overlap']}"], f"oldest event first, ties by id: {order}")
     visible("next-page").send_keys(Keys.ENTER)
     wait(lambda d: "cursor=" in d.current_url and len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) == 1)
     check(not driver.find_elements(By.ID, "next-page"), "the last page has no next page")

@@ -40,7 +40,8 @@ export async function render(root, route) {
 }
 
 async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
-  const query = new URLSearchParams({ limit: limit || "25" });
+  // Oldest event first (ties by id), keyset-paged in that order.
+  const query = new URLSearchParams({ limit: limit || "25", order: "event_time" });
   if (status !== "all") query.set("status", status);
   if (from) query.set("from", dayStart(from));
   if (to) query.set("to", dayAfter(to));
@@ -48,8 +49,6 @@ async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
   const page = await getJSON(`/booking?${query}`);
   if (!page) { list.replaceChildren(h("p", {}, "The bookings could not be loaded; try again.")); return; }
   const reload = () => load(list, route, { status, from, to, limit, cursor, hashFor });
-  // Until GET /booking takes order=event_time, each page (newest request first) is sorted here.
-  page.bookings.sort((a, b) => a.event_time.localeCompare(b.event_time) || a.id - b.id);
   const rows = page.bookings.map((booking) => h("tr", { id: `booking-${booking.id}` },
     cell(h("a", { href: `#/booking/${booking.id}` }, when(booking.event_time))),
     cell(booking.topic),
@@ -58,7 +57,7 @@ async function load(list, route, { status, from, to, limit, cursor, hashFor }) {
     cell(statusBadge(booking.status)),
     cell(booking.status === "pending" ? decisionForm(booking, reload) : null,
       cancellable(booking) ? cancelButton(booking, reload) : null, " ", icsLink(booking))));
-  const caption = `${status === "all" ? "All" : status[0].toUpperCase() + status.slice(1)} bookings, this page by event time`;
+  const caption = `${status === "all" ? "All" : status[0].toUpperCase() + status.slice(1)} bookings, oldest event first`;
   list.replaceChildren(
     rows.length ? table(caption, ["Event", "Topic", "Length", "Contact", "Status", "Actions"], rows, "rows") : h("p", { id: "rows-empty" }, "No bookings match."),
     pager(cursor, page.next_cursor, (next) => route.go(hashFor({ cursor: next || "" }))));
