@@ -36,15 +36,20 @@ import Testing
             #expect(html.range(of: #"(src|href)="(https?:)?//"#, options: .regularExpression) == nil, "no third-party origin")
             #expect(!html.contains("style="))
 
-            for (file, type) in [("app.js", "text/javascript; charset=utf-8"), ("style.css", "text/css; charset=utf-8")] {
+            let modules = ["app.js", "api.js", "ui.js", "bookings.js", "queue.js", "booking.js", "users.js", "webhooks.js", "feeds.js", "submit.js", "mine.js"]
+            for (file, type) in modules.map({ ($0, "text/javascript; charset=utf-8") }) + [("style.css", "text/css; charset=utf-8")] {
                 let served = try await client.send(.get, "/app/\(file)")
                 #expect(served.status == .ok, "\(file)")
                 #expect(served.headers[.contentType] == type)
                 #expect(served.headers[HTTPField.Name("Content-Security-Policy")!] != nil)
+                if file.hasSuffix(".js") {
+                    let script = served.text
+                    #expect(!script.contains("localStorage") && !script.contains("sessionStorage"), "no token in web storage: \(file)")
+                    #expect(!script.contains("innerHTML") && !script.contains("console.log"), "no HTML from data, no logging: \(file)")
+                }
             }
-            let script = try await client.send(.get, "/app/app.js").text
-            #expect(!script.contains("localStorage") && !script.contains("sessionStorage"), "no token in web storage")
-            #expect(script.contains(#"session: "cookie""#), "the refresh token goes into the HttpOnly cookie")
+            let session = try await client.send(.get, "/app/api.js").text
+            #expect(session.contains(#"session: "cookie""#), "the refresh token goes into the HttpOnly cookie")
 
             for missing in ["/app/nothing.js", "/app/..%2FPackage.swift", "/app/%2e%2e", "/app/index.html%00"] {
                 #expect(try await client.send(.get, missing).status == .notFound, "\(missing)")
