@@ -76,41 +76,23 @@ public struct PostgresBookingStore: BookingStore {
         let after = filter.after?.microseconds
         let afterID = filter.after?.id
         var page: [Booking] = try await database.withConnection(logger: logger) { connection in
-            let rows: CollectedRows
-            switch filter.order {
-            case .created:
-                rows = try await connection.collect(
-                    """
-                    SELECT \(unescaped: Self.columns) FROM bookings
-                    WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
-                      AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
-                      AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
-                      AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
-                      AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
-                      AND (\(after)::bigint IS NULL
-                           OR (created_at, id) < (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
-                    ORDER BY created_at DESC, id DESC
-                    LIMIT \(filter.limit + 1)
-                    """,
-                    logger: logger
-                )
-            case .eventTime:
-                rows = try await connection.collect(
-                    """
-                    SELECT \(unescaped: Self.columns) FROM bookings
-                    WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
-                      AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
-                      AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
-                      AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
-                      AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
-                      AND (\(after)::bigint IS NULL
-                           OR (event_time, id) > (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
-                    ORDER BY event_time, id
-                    LIMIT \(filter.limit + 1)
-                    """,
-                    logger: logger
-                )
-            }
+            // The order's column, direction and keyset comparison: constants chosen by the enum.
+            let (key, direction, beyond) = filter.order == .created ? ("created_at", "DESC", "<") : ("event_time", "ASC", ">")
+            let rows = try await connection.collect(
+                """
+                SELECT \(unescaped: Self.columns) FROM bookings
+                WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
+                  AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
+                  AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
+                  AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
+                  AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
+                  AND (\(after)::bigint IS NULL
+                       OR (\(unescaped: key), id) \(unescaped: beyond) (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
+                ORDER BY \(unescaped: key) \(unescaped: direction), id \(unescaped: direction)
+                LIMIT \(filter.limit + 1)
+                """,
+                logger: logger
+            )
             var page: [Booking] = []
             for try await row in rows { page.append(try Self.decode(row).booking) }
             return page
