@@ -92,7 +92,11 @@ import Testing
                 }
             }
             let took = try #require(recovered, "\(mode): requests did not succeed again within 10 s")
-            #expect(took < .seconds(2), "\(mode): requests succeeded again only after \(took)")
+            // After a blackhole heals, the pool's connections from before it are desynchronised
+            // (what was sent into it never arrived): a request leased one of them waits out its
+            // deadline before the replaced pool answers the next one. Otherwise within 2 s.
+            let bound = mode == .blackhole ? Self.deadline + Self.slack : .seconds(2)
+            #expect(took < bound, "\(mode): requests succeeded again only after \(took)")
             #expect(try await client.send(.get, "/ping").status == .ok)
         }
     }
