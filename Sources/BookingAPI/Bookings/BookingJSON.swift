@@ -44,11 +44,11 @@ enum BookingJSON {
         out.append(contentsOf: #","decision_note":"#.utf8)
         optionalString(booking.decisionNote, into: &out)
         out.append(contentsOf: #","duration_minutes":"#.utf8)
-        out.append(contentsOf: String(booking.durationMinutes).utf8)
+        integer(Int64(booking.durationMinutes), into: &out)
         out.append(contentsOf: #","event_time":"#.utf8)
         date(booking.eventTime, into: &out)
         out.append(contentsOf: #","id":"#.utf8)
-        out.append(contentsOf: String(booking.id).utf8)
+        integer(booking.id, into: &out)
         out.append(contentsOf: #","requested_by":"#.utf8)
         string(booking.requestedBy, into: &out)
         out.append(contentsOf: #","status":"#.utf8)
@@ -71,6 +71,12 @@ enum BookingJSON {
     /// A JSON string as JSONEncoder writes it with `.withoutEscapingSlashes`.
     static func string(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most values need no escape: copy them whole rather than byte by byte.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: value.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
@@ -124,16 +130,38 @@ enum BookingJSON {
         out.append(contentsOf: "Z\"".utf8)
     }
 
+    /// `value` (0 ≤ value < 10^width) in exactly `width` digits, zero-padded; no allocation.
     private static func digits(_ value: Int64, _ width: Int, into out: inout [UInt8]) {
-        var buffer = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+        var divisor: Int64 = 1
+        for _ in 1..<width { divisor *= 10 }
         var rest = value
-        var index = width - 1
-        while index >= 0 {
-            buffer[index] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-            index -= 1
+        while divisor > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor % 10))
+            rest %= divisor
+            divisor /= 10
         }
-        out.append(contentsOf: buffer)
+    }
+
+    /// A decimal integer as `String(value)` writes it, without the intermediate string.
+    static func integer(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 {
+            out.append(UInt8(ascii: "-"))
+            // The magnitude as UInt64 also covers Int64.min.
+            unsigned(value.magnitude, into: &out)
+        } else {
+            unsigned(UInt64(value), into: &out)
+        }
+    }
+
+    private static func unsigned(_ value: UInt64, into out: inout [UInt8]) {
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        while divisor > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
     }
 
     static func response(_ body: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {

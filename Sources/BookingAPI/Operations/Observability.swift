@@ -12,7 +12,7 @@ public func bootstrapObservability(_ configuration: AppConfiguration) {
     let format = configuration.logFormat
     LoggingSystem.bootstrap { label in
         var handler: any LogHandler =
-            format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardOutput(label: label)
+            format == .json ? JSONLogHandler(label: label) : TextLogHandler(label: label)
         handler.logLevel = level
         return handler
     }
