@@ -84,6 +84,8 @@ final class SignedInUsers: Sendable {
     /// A user's token state by id (prepared once per connection; never the hash).
     struct ByID: PostgresPreparedStatement {
         static let sql = "SELECT id, username, role, disabled, token_version FROM users WHERE id = $1"
+        // A fixed name: the default, `String(reflecting:)` of the type, is built on every execution.
+        static let name = "token_state_by_id"
         typealias Row = TokenState
         let id: Int64
 

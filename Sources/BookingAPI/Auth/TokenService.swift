@@ -65,36 +65,40 @@ public struct TokenService: Sendable {
 
     /// Checks header, signature and every claim. Throws a 401 problem on any failure.
     func verify(_ token: String, now: Date = Date()) async throws(ProblemError) -> Verified {
-        let refused = ProblemError.unauthorized("The access token is invalid or expired", tokenWasSent: true)
         let nowSeconds = Int(now.timeIntervalSince1970)
         let leeway = configuration.leewaySeconds
         if let cached = verified.get(token) {
-            guard cached.exp + leeway > nowSeconds, cached.nbf - leeway <= nowSeconds else { throw refused }
+            guard cached.exp + leeway > nowSeconds, cached.nbf - leeway <= nowSeconds else { throw Self.refused() }
             return cached.result
         }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
             let headerData = Data(base64URL: parts[0]),
             let header = try? JSONDecoder().decode(TokenHeader.self, from: headerData)
-        else { throw refused }
+        else { throw Self.refused() }
         // Only EdDSA, only with a key we know: jwt-kit would fall back to its default key for
         // an unknown kid, and `none`/HMAC must never reach a verifier.
         guard header.alg == "EdDSA", let kid = header.kid, publicKeys.contains(where: { $0.kid == kid }) else {
-            throw refused
+            throw Self.refused()
         }
         let claims: AccessClaims
         do {
             claims = try await keys.verify(token, as: AccessClaims.self)
         } catch {
-            throw refused
+            throw Self.refused()
         }
         guard claims.iss == configuration.issuer, claims.aud == configuration.audience, let userID = Int64(claims.sub) else {
-            throw refused
+            throw Self.refused()
         }
         let result = Verified(userID: userID, tokenVersion: claims.ver)
         verified.put(token, .init(result: result, nbf: claims.nbf, exp: claims.exp))
-        guard claims.exp + leeway > nowSeconds, claims.nbf - leeway <= nowSeconds else { throw refused }
+        guard claims.exp + leeway > nowSeconds, claims.nbf - leeway <= nowSeconds else { throw Self.refused() }
         return result
+    }
+
+    /// Built only when a token is refused: it is a problem with headers, not free on every request.
+    private static func refused() -> ProblemError {
+        .unauthorized("The access token is invalid or expired", tokenWasSent: true)
     }
 
     /// RFC 7517 key set of every verification key.

@@ -293,6 +293,8 @@ public struct PostgresBookingStore: BookingStore {
     /// One booking by id, the hottest read: prepared once per connection.
     struct ByID: PostgresPreparedStatement {
         static let sql = "SELECT \(PostgresBookingStore.columns) FROM bookings WHERE id = $1"
+        // A fixed name: the default, `String(reflecting:)` of the type, is built on every execution.
+        static let name = "booking_by_id"
         typealias Row = (booking: Booking, submitterID: Int64)
         let id: Int64
 
