@@ -86,6 +86,21 @@ enum TokenForge {
         }
     }
 
+    /// RFC 4648's test vectors in the URL alphabet without padding, and round trips.
+    @Test func base64URLMatchesRFC4648() {
+        let vectors = ["": "", "f": "Zg", "fo": "Zm8", "foo": "Zm9v", "foob": "Zm9vYg", "fooba": "Zm9vYmE", "foobar": "Zm9vYmFy"]
+        for (plain, encoded) in vectors {
+            #expect(Data(plain.utf8).base64URLEncoded() == encoded)
+            #expect(Data(base64URL: encoded) == Data(plain.utf8))
+        }
+        #expect(Data([0xFB, 0xFF, 0xBF]).base64URLEncoded() == "-_-_")
+        #expect(Data([0xFB, 0xFF]).base64URLEncoded() == "-_8")
+        for length in 0..<40 {
+            let data = Data((0..<length).map { _ in UInt8.random(in: 0...255) })
+            #expect(Data(base64URL: data.base64URLEncoded()) == data)
+        }
+    }
+
     @Test func unknownUserAndWrongPasswordLookTheSame() async throws {
         let app = try await TestApp.make()
         try await app.createUser("bob", role: .requester)

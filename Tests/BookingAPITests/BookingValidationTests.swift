@@ -97,8 +97,18 @@ import Testing
         #expect(countries.alpha2(for: "united kingdom") == "GB")
         #expect(countries.alpha2(for: "Côte d'Ivoire") == "CI")
         #expect(countries.alpha2(for: "cote d'ivoire") == "CI")
+        #expect(countries.alpha2(for: "CÔTE D'IVOIRE") == "CI")
+        #expect(countries.alpha2(for: "aland islands") == "AX")
+        #expect(countries.alpha2(for: " \u{00A0}Japan\n") == "JP")
         #expect(countries.alpha2(for: "Atlantis") == nil)
         #expect(countries.alpha2(for: "") == nil)
+    }
+
+    /// The fast path trims exactly as Foundation does.
+    @Test func trimmingMatchesFoundation() {
+        for text in ["", " ", "x", " x", "x ", "\tx\n", "\u{00A0}x\u{2003}", "x y", "\u{200B}x", "日本 ", "\r\n", "a\u{0085}"] {
+            #expect(text.trimmedOfWhitespace() == text.trimmingCharacters(in: .whitespacesAndNewlines), "\(text.unicodeScalars.map(\.value))")
+        }
     }
 
     @Test func emailRule() {

@@ -33,9 +33,13 @@ public struct Countries: Sendable {
         codes[Self.normalise(input)]
     }
 
+    private static let posix = Locale(identifier: "en_US_POSIX")
+
     static func normalise(_ text: String) -> String {
-        text.trimmingCharacters(in: .whitespacesAndNewlines)
-            .folding(options: [.caseInsensitive, .diacriticInsensitive], locale: Locale(identifier: "en_US_POSIX"))
-            .lowercased()
+        let trimmed = text.trimmedOfWhitespace()
+        // ASCII has no diacritics and folds case as `lowercased` does; Foundation's folding
+        // (and a locale made per call) cost ~4 % of a submission.
+        if trimmed.utf8.allSatisfy({ $0 < 0x80 }) { return trimmed.lowercased() }
+        return trimmed.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: posix).lowercased()
     }
 }
