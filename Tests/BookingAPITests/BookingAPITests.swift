@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import PostgresNIO
 import Testing
 
 @testable import BookingAPI
@@ -261,6 +262,35 @@ struct BookingFixture {
             // For a few matching rows the planner may bitmap-scan and sort; never a full scan.
             #expect(plan.contains("Index"), "\(sql)\n\(plan)")
             #expect(!plan.contains("Seq Scan"), "\(sql)\n\(plan)")
+        }
+        // The service's own list statements are prepared once per connection, so PostgreSQL may
+        // settle on a generic plan (one made without the values): that plan must use an index too.
+        let cursor = BookingCursor(order: .created, at: Date().addingTimeInterval(86_400 * 400), id: 1_000_000)
+        let queue = BookingCursor(order: .eventTime, at: Date(), id: 1)
+        let statements: [(BookingFilter, String)] = [
+            (BookingFilter(), "51"),
+            (BookingFilter(submitterID: 7), "7, 51"),
+            (BookingFilter(submitterID: 7, after: cursor), "7, \(cursor.microseconds), \(cursor.id), 51"),
+            (BookingFilter(status: .accepted), "'accepted', 51"),
+            (BookingFilter(status: .pending, order: .eventTime), "'pending', false, 51"),
+            (BookingFilter(status: .pending, order: .eventTime, after: queue), "'pending', false, \(queue.microseconds), \(queue.id), 51"),
+            (BookingFilter(after: cursor), "\(cursor.microseconds), \(cursor.id), 51"),
+        ]
+        for (filter, arguments) in statements {
+            let statement = PostgresBookingStore.listStatement(filter)
+            #expect(statement.binds.count == arguments.split(separator: ",").count, "\(statement.sql)")
+            let plan = try await fixture.app.database.withClient { client in
+                try await client.withConnection { connection in
+                    _ = try await connection.collect("SET plan_cache_mode = force_generic_plan", logger: TestEnvironment.logger)
+                    _ = try await connection.collect(PostgresQuery(unsafeSQL: "PREPARE shape AS " + statement.sql), logger: TestEnvironment.logger)
+                    var lines: [String] = []
+                    let explained = try await connection.collect(PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE shape(\(arguments))"), logger: TestEnvironment.logger)
+                    for try await line in explained.decode(String.self) { lines.append(line) }
+                    return lines.joined(separator: "\n")
+                }
+            }
+            #expect(plan.contains("Index"), "\(statement.sql)\n\(plan)")
+            #expect(!plan.contains("Seq Scan"), "\(statement.sql)\n\(plan)")
         }
     }
 }

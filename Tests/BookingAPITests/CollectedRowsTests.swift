@@ -43,6 +43,36 @@ import Testing
         }
     }
 
+    /// The same through `PreparedQueries`: a translated error (or the whole result), no crash, and
+    /// the dead connection's statements are forgotten.
+    @Test func aBackendDyingMidPreparedResultIsAnErrorNotACrash() async throws {
+        let database = try await TestDatabase.create()
+        let sql = "SELECT repeat('x', 200) FROM generate_series(1, $1::bigint)"
+        for _ in 0..<5 {
+            let outcome: String = try await database.withClient { client in
+                try await client.withConnection { victim in
+                    let pid = try await Self.backendPID(victim)
+                    #expect(try await PreparedQueries.shared.rows(sql, [PostgresData(int64: 3)], on: victim).count == 3)
+                    async let result = PreparedQueries.shared.rows(sql, [PostgresData(int64: 200_000)], on: victim)
+                    try await Task.sleep(for: .milliseconds(50))
+                    try await client.withConnection { killer in
+                        _ = try await killer.collect("SELECT pg_terminate_backend(\(pid))", logger: TestEnvironment.logger)
+                    }
+                    do {
+                        return "read \(try await result.count) rows"
+                    } catch {
+                        guard case .unavailable(_, let reason)? = DatabaseError.translating(error) else { return "untranslated: \(error)" }
+                        return "unavailable: \(reason)"
+                    }
+                }
+            }
+            #expect(outcome == "read 200000 rows" || outcome.hasPrefix("unavailable: "), "\(outcome)")
+        }
+        // Every connection above was closed (terminated, or with its client): none is remembered.
+        for _ in 0..<50 where PreparedQueries.shared.connectionCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(PreparedQueries.shared.connectionCount == 0)
+    }
+
     /// The rule itself: no statement of the service is sent through the streaming API.
     @Test func theServiceNeverStreamsRows() throws {
         let sources = TestEnvironment.packageRoot.appendingPathComponent("Sources")
@@ -55,9 +85,11 @@ import Testing
             // Database.swift holds the one sanctioned call, the collecting overload.
             let allowed = file.lastPathComponent == "Database.swift" ? 1 : 0
             #expect(uses == allowed, "\(file.lastPathComponent) calls .query( \(uses) times; use collect")
-            // Prepared statements stream too: only `single`, for one-row results, may run them.
+            // Prepared statements stream too: only `single`, for one-row results, may run them,
+            // and `PreparedQueries` through the older API, which collects on the event loop.
             let executes = text.components(separatedBy: ".execute(").count - text.components(separatedBy: "client.execute(").count
-            #expect(executes == allowed, "\(file.lastPathComponent) calls .execute( \(executes) times; use single")
+            let allowedExecutes = ["Database.swift", "PreparedQueries.swift"].contains(file.lastPathComponent) ? 1 : 0
+            #expect(executes == allowedExecutes, "\(file.lastPathComponent) calls .execute( \(executes) times; use single or PreparedQueries")
         }
     }
 

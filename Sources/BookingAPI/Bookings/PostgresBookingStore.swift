@@ -68,34 +68,9 @@ public struct PostgresBookingStore: BookingStore {
     }
 
     public func list(_ filter: BookingFilter, logger: Logger) async throws -> (bookings: [Booking], next: BookingCursor?) {
-        // Keyset pagination on (sort key, id): a page starts strictly after the previous one, so
-        // concurrent inserts never shift it. NULL parameters switch a filter off; unnamed
-        // statements are planned with their values, so the unused branches fold away. The
-        // cursor's instant is rebuilt from whole microseconds by integer interval arithmetic,
-        // so it is exact.
-        let after = filter.after?.microseconds
-        let afterID = filter.after?.id
+        let statement = Self.listStatement(filter)
         var page: [Booking] = try await database.withConnection(logger: logger) { connection in
-            // The order's column, direction and keyset comparison: constants chosen by the enum.
-            let (key, direction, beyond) = filter.order == .created ? ("created_at", "DESC", "<") : ("event_time", "ASC", ">")
-            let rows = try await connection.collect(
-                """
-                SELECT \(unescaped: Self.columns) FROM bookings
-                WHERE (\(filter.submitterID)::bigint IS NULL OR submitter_id = \(filter.submitterID))
-                  AND (\(filter.storedStatus)::text IS NULL OR status = \(filter.storedStatus))
-                  AND (\(filter.started)::boolean IS NULL OR (event_time <= now()) = \(filter.started))
-                  AND (\(filter.from)::timestamptz IS NULL OR event_time >= \(filter.from))
-                  AND (\(filter.to)::timestamptz IS NULL OR event_time < \(filter.to))
-                  AND (\(after)::bigint IS NULL
-                       OR (\(unescaped: key), id) \(unescaped: beyond) (timestamptz 'epoch' + \(after)::bigint * interval '1 microsecond', \(afterID)))
-                ORDER BY \(unescaped: key) \(unescaped: direction), id \(unescaped: direction)
-                LIMIT \(filter.limit + 1)
-                """,
-                logger: logger
-            )
-            var page: [Booking] = []
-            for try await row in rows { page.append(try Self.decode(row).booking) }
-            return page
+            try await PreparedQueries.shared.rows(statement.sql, statement.binds, on: connection).map { try Self.decode($0, fromPreparedQuery: true).booking }
         }
         var next: BookingCursor?
         if page.count > filter.limit {
@@ -105,6 +80,38 @@ public struct PostgresBookingStore: BookingStore {
             }
         }
         return (page, next)
+    }
+
+    /// The list statement for a filter: one SQL text per combination of the filters present (each
+    /// prepared once per connection, so its plan never carries a switched-off branch), with every
+    /// value bound. Keyset pagination on (sort key, id): a page starts strictly after the previous
+    /// one, so concurrent inserts never shift it. The cursor's instant is rebuilt from whole
+    /// microseconds by integer interval arithmetic, so it is exact.
+    static func listStatement(_ filter: BookingFilter) -> (sql: String, binds: [PostgresData]) {
+        var binds: [PostgresData] = []
+        func bind(_ value: PostgresData) -> String {
+            binds.append(value)
+            return "$\(binds.count)"
+        }
+        // The order's column, direction and keyset comparison: constants chosen by the enum.
+        let (key, direction, beyond) = filter.order == .created ? ("created_at", "DESC", "<") : ("event_time", "ASC", ">")
+        var conditions: [String] = []
+        if let submitterID = filter.submitterID { conditions.append("submitter_id = \(bind(PostgresData(int64: submitterID)))::bigint") }
+        if let status = filter.storedStatus { conditions.append("status = \(bind(PostgresData(string: status)))::text") }
+        if let started = filter.started { conditions.append("(event_time <= now()) = \(bind(PostgresData(bool: started)))::boolean") }
+        if let from = filter.from { conditions.append("event_time >= \(bind(PostgresData(date: from)))::timestamptz") }
+        if let to = filter.to { conditions.append("event_time < \(bind(PostgresData(date: to)))::timestamptz") }
+        if let after = filter.after {
+            let instant = bind(PostgresData(int64: after.microseconds))
+            let id = bind(PostgresData(int64: after.id))
+            conditions.append("(\(key), id) \(beyond) (timestamptz 'epoch' + \(instant)::bigint * interval '1 microsecond', \(id)::bigint)")
+        }
+        let limit = bind(PostgresData(int64: Int64(filter.limit + 1)))
+        let sql = """
+            SELECT \(columns) FROM bookings\(conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            ORDER BY \(key) \(direction), id \(direction) LIMIT \(limit)::bigint
+            """
+        return (sql, binds)
     }
 
     public func get(id: Int64, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
@@ -317,8 +324,8 @@ public struct PostgresBookingStore: BookingStore {
 
     /// A row of `columns`, read by position in that order: looking every column up by name was
     /// ~8 % of a 50-row list's CPU. Debug builds (the tests) check each column's name.
-    static func decode(_ row: PostgresRow) throws -> (booking: Booking, submitterID: Int64) {
-        var cells = OrderedCells(row)
+    static func decode(_ row: PostgresRow, fromPreparedQuery: Bool = false) throws -> (booking: Booking, submitterID: Int64) {
+        var cells = OrderedCells(row, fromPreparedQuery: fromPreparedQuery)
         let id = try cells.next("id", Int64.self)
         let topic = try cells.next("topic", String.self)
         let eventTime = try cells.next("event_time", Date.self)
@@ -352,12 +359,20 @@ public struct PostgresBookingStore: BookingStore {
 struct OrderedCells {
     struct Missing: Error { let column: String }
     private var iterator: PostgresRow.Iterator
+    private let binary: Bool
 
-    init(_ row: PostgresRow) { iterator = row.makeIterator() }
+    /// A row from `PreparedQueries` is binary whatever its description says: postgres-nio
+    /// 1.33.2's older prepared path binds every result column as binary but keeps the statement
+    /// description's text format codes (`PreparedQueriesTests` checks).
+    init(_ row: PostgresRow, fromPreparedQuery: Bool = false) {
+        iterator = row.makeIterator()
+        binary = fromPreparedQuery
+    }
 
     mutating func next<Value: PostgresDecodable>(_ column: String, _ type: Value.Type) throws -> Value {
-        guard let cell = iterator.next() else { throw Missing(column: column) }
+        guard var cell = iterator.next() else { throw Missing(column: column) }
         assert(cell.columnName == column, "expected column \(column), found \(cell.columnName)")
+        if binary { cell.format = .binary }
         return try cell.decode(Value.self)
     }
 }

@@ -63,6 +63,21 @@ public enum DatabaseError: Error, CustomStringConvertible, Sendable {
             default:
                 return .unavailable(.unreachable, reason: "the connection pool failed")
             }
+        case let error as PostgresError:
+            // The older API's errors (`PreparedQueries`).
+            switch error {
+            case .server(let server):
+                return translating(
+                    sqlState: server.fields[.sqlState] ?? "XX000", message: server.fields[.message] ?? "no message",
+                    constraint: server.fields[.constraintName])
+            case .connectionClosed:
+                return .unavailable(.unreachable, reason: "PostgreSQL closed the connection")
+            case .protocol(let message) where message == "Unexpected connection close":
+                return .unavailable(.unreachable, reason: "PostgreSQL closed the connection")
+            case .protocol:
+                // Its text can quote a backend message: not logged.
+                return .unexpected(sqlState: "-", message: "protocol error")
+            }
         case let error as ChannelError:
             return .unavailable(.unreachable, reason: "connection failed (\(error))")
         case let error as IOError:
