@@ -43,16 +43,18 @@ public struct PostgresBookingStore: BookingStore {
                     return SubmitResult(booking: existing.booking, replayed: true)
                 }
             }
-            let inserted = try await connection.collect(
-                """
-                INSERT INTO bookings (topic, event_time, duration_minutes, street, city, state, country, requested_by, submitted_by, submitter_id)
-                VALUES (\(new.topic), \(new.eventTime), \(new.durationMinutes), \(new.address.street), \(new.address.city),
-                        \(new.address.state), \(new.address.country), \(new.requestedBy), \(actor.username), \(actor.id))
-                RETURNING \(unescaped: Self.columns)
-                """,
-                logger: logger
+            let inserted = try await PreparedQueries.shared.rows(
+                Self.insertSQL,
+                [
+                    PostgresData(string: new.topic), PostgresData(date: new.eventTime), PostgresData(int64: Int64(new.durationMinutes)),
+                    PostgresData(string: new.address.street), PostgresData(string: new.address.city), PostgresData(text: new.address.state),
+                    PostgresData(string: new.address.country), PostgresData(string: new.requestedBy), PostgresData(string: actor.username),
+                    PostgresData(int64: actor.id),
+                ],
+                on: connection
             )
-            guard let booking = try await Self.first(inserted)?.booking else { throw PostgresStoreError.noRow }
+            guard let row = inserted.first else { throw PostgresStoreError.noRow }
+            let booking = try Self.decode(row, fromPreparedQuery: true).booking
             try await Self.record(booking, "submit", actor: actor, note: nil, on: connection, logger: logger)
             if let idempotency {
                 try await drain(
@@ -278,20 +280,35 @@ public struct PostgresBookingStore: BookingStore {
         data.reserveCapacity(512)
         BookingJSON.write(booking, into: &data)
         let audit = actor.audit
-        try await drain(
-            """
-            WITH audit AS (
-                INSERT INTO audit_events (actor, action, target_type, target_id, note, request_id)
-                VALUES (\(audit.name), \(event.rawValue), \(Audit.Target.booking.rawValue), \(booking.id), \(note), \(audit.requestID))
-            ), history AS (
-                INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
-                VALUES (\(booking.id), \(action), \(actor.username), \(actor.id), \(note))
-            )
-            INSERT INTO webhook_events (type, data) VALUES (\(event.rawValue), \(String(decoding: data, as: UTF8.self)))
-            """,
-            on: connection, logger: logger
+        _ = try await PreparedQueries.shared.rows(
+            recordSQL,
+            [
+                PostgresData(string: audit.name), PostgresData(string: event.rawValue), PostgresData(string: Audit.Target.booking.rawValue),
+                PostgresData(int64: booking.id), PostgresData(text: note), PostgresData(text: audit.requestID), PostgresData(string: action),
+                PostgresData(string: actor.username), PostgresData(int64: actor.id), PostgresData(string: String(decoding: data, as: UTF8.self)),
+            ],
+            on: connection
         )
     }
+
+    /// A submission's row; prepared once per connection, as is `recordSQL`.
+    static let insertSQL = """
+        INSERT INTO bookings (topic, event_time, duration_minutes, street, city, state, country, requested_by, submitted_by, submitter_id)
+        VALUES ($1::text, $2::timestamptz, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::bigint)
+        RETURNING \(columns)
+        """
+
+    /// The audit row, the booking's history row and the outbox event of a change.
+    static let recordSQL = """
+        WITH audit AS (
+            INSERT INTO audit_events (actor, action, target_type, target_id, note, request_id)
+            VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text)
+        ), history AS (
+            INSERT INTO booking_events (booking_id, action, actor, actor_id, note)
+            VALUES ($4::bigint, $7::text, $8::text, $9::bigint, $5::text)
+        )
+        INSERT INTO webhook_events (type, data) VALUES ($2::text, $10::text)
+        """
 
     static func fetch(id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> (booking: Booking, submitterID: Int64)? {
         try await connection.single(ByID(id: id), logger: logger)
@@ -352,6 +369,13 @@ public struct PostgresBookingStore: BookingStore {
             createdAt: createdAt, updatedAt: updatedAt, statusChanges: statusChanges
         )
         return (booking, submitterID)
+    }
+}
+
+extension PostgresData {
+    /// Text or NULL, for `PreparedQueries`.
+    init(text: String?) {
+        if let text { self.init(string: text) } else { self.init(type: .text, value: nil) }
     }
 }
 
