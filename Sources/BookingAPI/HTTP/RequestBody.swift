@@ -25,15 +25,16 @@ extension Request {
     }
 
     private static func object(from buffer: ByteBuffer) throws -> [String: JSONValue] {
-        let value: JSONValue
+        let parsed: (value: JSONValue, repeatedKey: String?)
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+            parsed = try JSONParser.parse(buffer.readableBytesView)
         } catch {
             throw ProblemError.badRequest("The body is not valid JSON")
         }
-        if let repeated = DuplicateKeyScanner.firstDuplicate(in: buffer.readableBytesView) {
+        if let repeated = parsed.repeatedKey {
             throw ProblemError.badRequest("The body repeats the key '\(repeated)'")
         }
+        let value = parsed.value
         guard case .object(let object) = value else {
             throw ProblemError.badRequest("The body must be a JSON object")
         }
