@@ -21,56 +21,43 @@ import Testing
     /// A backend terminated in the middle of a large result: the statement fails with an error
     /// the database layer translates (or the result was complete first), and the process lives on.
     @Test func aBackendDyingMidResultIsAnErrorNotACrash() async throws {
-        let database = try await TestDatabase.create()
-        for _ in 0..<5 {
-            let outcome: String = try await database.withClient { client in
-                try await client.withConnection { victim in
-                    let pid = try await Self.backendPID(victim)
-                    async let result = victim.collect(Self.bigResult, logger: TestEnvironment.logger)
-                    try await Task.sleep(for: .milliseconds(50))
-                    try await client.withConnection { killer in
-                        _ = try await killer.collect("SELECT pg_terminate_backend(\(pid))", logger: TestEnvironment.logger)
-                    }
-                    do {
-                        return "read \(try await result.rows.count) rows"
-                    } catch {
-                        guard case .unavailable(_, let reason)? = DatabaseError.translating(error) else { return "untranslated: \(error)" }
-                        return "unavailable: \(reason)"
-                    }
-                }
-            }
-            #expect(outcome == "read 200000 rows" || outcome.hasPrefix("unavailable: "), "\(outcome)")
-        }
+        try await Self.terminateMidResult { victim in try await victim.collect(Self.bigResult, logger: TestEnvironment.logger).rows.count }
     }
 
-    /// The same through `PreparedQueries`: a translated error (or the whole result), no crash, and
-    /// the dead connection's statements are forgotten.
+    /// The same through `PreparedQueries`, and the dead connection's statements are forgotten.
     @Test func aBackendDyingMidPreparedResultIsAnErrorNotACrash() async throws {
-        let database = try await TestDatabase.create()
         let sql = "SELECT repeat('x', 200) FROM generate_series(1, $1::bigint)"
-        for _ in 0..<5 {
-            let outcome: String = try await database.withClient { client in
-                try await client.withConnection { victim in
-                    let pid = try await Self.backendPID(victim)
-                    #expect(try await PreparedQueries.shared.rows(sql, [PostgresData(int64: 3)], on: victim).count == 3)
-                    async let result = PreparedQueries.shared.rows(sql, [PostgresData(int64: 200_000)], on: victim)
-                    try await Task.sleep(for: .milliseconds(50))
-                    try await client.withConnection { killer in
-                        _ = try await killer.collect("SELECT pg_terminate_backend(\(pid))", logger: TestEnvironment.logger)
-                    }
-                    do {
-                        return "read \(try await result.count) rows"
-                    } catch {
-                        guard case .unavailable(_, let reason)? = DatabaseError.translating(error) else { return "untranslated: \(error)" }
-                        return "unavailable: \(reason)"
-                    }
-                }
-            }
-            #expect(outcome == "read 200000 rows" || outcome.hasPrefix("unavailable: "), "\(outcome)")
+        try await Self.terminateMidResult { victim in
+            #expect(try await PreparedQueries.shared.rows(sql, [PostgresData(int64: 3)], on: victim).count == 3)
+            return try await PreparedQueries.shared.rows(sql, [PostgresData(int64: 200_000)], on: victim).count
         }
         // Every connection above was closed (terminated, or with its client): none is remembered.
         for _ in 0..<50 where PreparedQueries.shared.connectionCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
         #expect(PreparedQueries.shared.connectionCount == 0)
+    }
+
+    /// Five times: `read` 200,000 rows on a connection whose backend is terminated 50 ms in.
+    static func terminateMidResult(_ read: @escaping @Sendable (PostgresConnection) async throws -> Int) async throws {
+        let database = try await TestDatabase.create()
+        for _ in 0..<5 {
+            let outcome: String = try await database.withClient { client in
+                try await client.withConnection { victim in
+                    let pid = try await Self.backendPID(victim)
+                    async let result = read(victim)
+                    try await Task.sleep(for: .milliseconds(50))
+                    try await client.withConnection { killer in
+                        _ = try await killer.collect("SELECT pg_terminate_backend(\(pid))", logger: TestEnvironment.logger)
+                    }
+                    do {
+                        return "read \(try await result) rows"
+                    } catch {
+                        guard case .unavailable(_, let reason)? = DatabaseError.translating(error) else { return "untranslated: \(error)" }
+                        return "unavailable: \(reason)"
+                    }
+                }
+            }
+            #expect(outcome == "read 200000 rows" || outcome.hasPrefix("unavailable: "), "\(outcome)")
+        }
     }
 
     /// The rule itself: no statement of the service is sent through the streaming API.
